@@ -1,0 +1,69 @@
+# envbranch — every step a machine needs is a target here; nothing is done by hand.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export ENVBRANCH_CACHE ?= $(HOME)/.cache/envbranch
+STATE := $(ENVBRANCH_CACHE)/local
+PYTEST_ARGS ?=
+
+.PHONY: help venv lint test test-unit test-integration test-e2e test-reliability controlplane \
+        up down demo crds bench e2e-kind pg15 clean
+
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with the pinned dependencies
+
+controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl from Go modules (cached)
+	@bash hack/build-controlplane.sh >/dev/null
+
+pg15: ## install Debian's PostgreSQL 15, the second server version tests run against (best effort)
+	@bash hack/install-pg15.sh
+
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/mypy
+
+crds: venv ## regenerate crds/ from the pydantic models in envbranch.api
+	$(PY) -m envbranch.api.crdgen crds
+
+test: venv controlplane lint ## everything CI runs: lint, unit, integration, e2e and reliability tests
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-unit: venv ## unit tests only (no servers)
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: venv controlplane ## integration tests against the real API server and PostgreSQL
+	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: venv controlplane ## end-to-end tests: the operator as a subprocess
+	$(VENV)/bin/pytest tests/e2e $(PYTEST_ARGS)
+
+test-reliability: venv controlplane ## fault, bad-input, leak and load tests
+	$(VENV)/bin/pytest tests/reliability $(PYTEST_ARGS)
+
+up: venv controlplane ## start a local control plane and PostgreSQL that stay up (for kubectl by hand)
+	$(PY) -m envbranch.testing up --state-dir $(STATE)
+
+down: venv ## stop what `make up` started
+	$(PY) -m envbranch.testing down --state-dir $(STATE)
+
+demo: venv controlplane ## the whole story: control plane, PostgreSQL, operator, a sample app branched
+	$(PY) -m envbranch.testing demo
+
+bench: venv controlplane ## performance ratios (not part of make test)
+	$(PY) -m bench
+
+e2e-kind: ## for machines with Docker: build the image, create a kind cluster, run the e2e suite on it
+	bash hack/e2e-kind.sh
+
+clean: ## remove the virtualenv and caches (the control plane build cache stays)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

