@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from envbranch.testing import local
 from rich.console import Console
+
+from envbranch.testing import local
 
 app = typer.Typer(add_completion=False, help="Local control plane and PostgreSQL for envbranch development.")
 console = Console()

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+
 from envbranch.testing.certs import CertificateAuthority, service_account_keys
 from envbranch.testing.processes import ManagedProcess, free_port, wait_until
 

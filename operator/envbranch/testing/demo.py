@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from rich.console import Console
+
 from envbranch.testing.controlplane import ControlPlane
 from envbranch.testing.postgres import Postgres
-from rich.console import Console
 
 
 def run_demo(console: Console, keep: bool = False) -> int:

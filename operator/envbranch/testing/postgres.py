@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from envbranch.postgres.tools import ClientTools, embedded_bin_dir, find_client_tools
-from envbranch.testing.processes import ManagedProcess, free_port, unprivileged_user, wait_until
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+
+from envbranch.postgres.tools import ClientTools, embedded_bin_dir, find_client_tools
+from envbranch.testing.processes import ManagedProcess, free_port, unprivileged_user, wait_until
 
 SUPERUSER = "postgres"
 ADMIN_USER = "envbranch_admin"

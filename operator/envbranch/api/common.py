@@ -1,0 +1,65 @@
+"""Names shared by both resources: group, version, labels, annotations, conditions, phases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "envbranch.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+FINALIZER = "envbranch.io/cleanup"
+
+LABEL_PROJECT = "envbranch.io/project"
+LABEL_ENVIRONMENT = "envbranch.io/environment"
+LABEL_UID = "envbranch.io/uid"
+LABEL_CATEGORY = "envbranch.io/category"
+LABEL_PROVIDER_ID = "envbranch.io/provider-id"
+LABEL_COPIED_FROM_ID = "envbranch.io/copied-from-id"
+ANNOTATION_COPIED_FROM = "envbranch.io/copied-from"
+ANNOTATION_ROTATE_KEYS = "envbranch.io/rotate-keys"
+ANNOTATION_RETRY = "envbranch.io/retry"
+# Test-only switch, honoured only when the operator runs with ENVBRANCH_FAULT_INJECTION=1.
+ANNOTATION_INJECT_FAULT = "envbranch.io/inject-fault"
+
+CONDITION_READY = "Ready"
+CONDITION_RECONCILING = "Reconciling"
+CONDITION_STALLED = "Stalled"
+CONDITION_SOURCE_READY = "SourceReady"
+CONDITION_DATABASE_READY = "DatabaseReady"
+CONDITION_CREDENTIALS_READY = "CredentialsReady"
+CONDITION_CONFIG_COPIED = "ConfigCopied"
+
+PHASE_PENDING = "Pending"
+PHASE_BRANCHING = "Branching"
+PHASE_ACTIVE = "Active"
+PHASE_FAILED = "Failed"
+PHASE_DELETING = "Deleting"
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown keys refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Condition(Model):
+    """A metav1.Condition."""
+
+    type: str = Field(max_length=316, description="Type of condition in CamelCase, e.g. Ready.")
+    status: str = Field(json_schema_extra={"enum": ["True", "False", "Unknown"]},
+                        description="True, False or Unknown.")
+    reason: str = Field(max_length=1024, description="Machine-readable CamelCase reason for the last transition.")
+    message: str = Field(default="", max_length=32768, description="Human-readable details.")
+    last_transition_time: str = Field(json_schema_extra={"format": "date-time"},
+                                      description="When the status last changed.")
+    observed_generation: int | None = Field(default=None, ge=0,
+                                            description="The .metadata.generation the condition was set for.")
+
+
+def cel(rule: str, message: str) -> dict[str, Any]:
+    return {"rule": rule, "message": message}

@@ -1,0 +1,186 @@
+"""The Environment resource: one branch (or root) of an application environment."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, Literal, cast
+
+from pydantic import ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from envbranch.api.common import DNS_LABEL, Condition, Model, cel
+
+Mode = Literal["Full", "System"]
+Strategy = Literal["Auto", "Template", "Dump"]
+DeletionPolicy = Literal["Delete", "Retain"]
+Phase = Literal["Pending", "Branching", "Active", "Failed", "Deleting"]
+
+TTL_PATTERN = r"^([0-9]+[smhd])+$"
+_TTL_PART = re.compile(r"([0-9]+)([smhd])")
+_TTL_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(value: str) -> dt.timedelta:
+    """`72h`, `90m`, `1h30m`, `7d` -> timedelta."""
+    if not re.fullmatch(TTL_PATTERN, value):
+        raise ValueError(f"invalid ttl {value!r}: use a duration such as 72h, 90m, 1h30m or 7d")
+    return dt.timedelta(seconds=sum(int(n) * _TTL_UNIT[u] for n, u in _TTL_PART.findall(value)))
+
+
+class CopyFlags(Model):
+    """Which configuration of the source is copied into the branch (project owners only)."""
+
+    file_providers: bool = Field(default=False, description="Copy ConfigMaps/Secrets labelled "
+                                 "envbranch.io/category=file-providers; each copy gets a new provider id.")
+    gateway_routes: bool = Field(default=False, description="Copy gateway routes and webhooks "
+                                 "(category gateway-routes).")
+    security_config: bool = Field(default=False, description="Copy CORS, rate limits and OAuth clients "
+                                  "(categories security-config and oauth-clients).")
+    environment_variables: bool = Field(default=False, description="Copy key/values, Secrets included "
+                                        "(category environment-variables).")
+
+
+class EnvironmentDatabase(Model):
+    """Where the environment's database lives and how it is cloned."""
+
+    server_ref: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL,
+                                   description="DatabaseServer in the same namespace; default: the source's.")
+    strategy: Strategy = Field(default="Auto", description="Auto (Template when possible now, else Dump), "
+                               "Template (CREATE DATABASE ... TEMPLATE) or Dump (online logical copy).")
+    name: str | None = Field(default=None, min_length=1, max_length=63,
+                             description="Roots only: the existing PostgreSQL database to adopt.")
+
+
+_IMMUTABLE_SCALARS = ("source", "mode")
+_IMMUTABLE_OBJECTS = ("copy", "database")
+
+
+def _immutability_rules() -> list[dict[str, Any]]:
+    rules = [cel(f"(has(self.{f}) ? self.{f} : '') == (has(oldSelf.{f}) ? oldSelf.{f} : '')",
+                 f"spec.{f} is immutable") for f in _IMMUTABLE_SCALARS]
+    rules.append(cel("(has(self.__namespace__) ? self.__namespace__ : '') == "
+                     "(has(oldSelf.__namespace__) ? oldSelf.__namespace__ : '')", "spec.namespace is immutable"))
+    rules += [cel(f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})",
+                  f"spec.{f} is immutable") for f in _IMMUTABLE_OBJECTS]
+    return rules
+
+
+SPEC_RULES = [
+    cel("!has(self.source) || has(self.mode)",
+        "spec.mode is required on a branch (spec.source is set): Full or System"),
+    cel("!has(self.source) || (!has(self.__namespace__) && !(has(self.database) && has(self.database.name)))",
+        "spec.namespace and spec.database.name are for root environments only (without spec.source)"),
+    cel("has(self.source) || !has(self.copy)", "spec.copy needs spec.source: a root environment has nothing to copy"),
+    cel("has(self.source) || !has(self.mode)", "spec.mode needs spec.source: a root environment is not a branch"),
+]
+
+
+class EnvironmentSpec(Model):
+    """What the user asks for. The operator never writes defaults back here; effective values go to status."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              json_schema_extra={"x-kubernetes-validations": cast(
+                                  Any, SPEC_RULES + _immutability_rules())})
+
+    display_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$", max_length=64,
+                                     description="Free-form name, unique in the project; may be changed (rename).")
+    source: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL,
+                               description="Environment in the same namespace to branch from; omit for a root.")
+    mode: Mode | None = Field(default=None, description="Required on branches: Full = schema + data, "
+                              "System = schema only.")
+    copy_flags: CopyFlags | None = Field(default=None, alias="copy",
+                                         description="Configuration to copy from the source; all default false.")
+    database: EnvironmentDatabase | None = Field(default=None, description="Database placement and clone strategy.")
+    namespace: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL,
+                                  description="Roots only: the existing namespace to adopt.")
+    ttl: str | None = Field(default=None, max_length=32, pattern=TTL_PATTERN,
+                            description="Delete the environment this long after creation, e.g. 72h, 90m, 7d.")
+    deletion_policy: DeletionPolicy | None = Field(
+        default=None, description="Delete drops the database and role and deletes the namespace; Retain keeps "
+        "them. Default: Retain for roots that adopt a namespace or database, Delete otherwise.")
+
+    def adopts(self) -> bool:
+        return bool(self.namespace or (self.database and self.database.name))
+
+    def effective_deletion_policy(self) -> DeletionPolicy:
+        if self.deletion_policy:
+            return self.deletion_policy
+        return "Retain" if not self.source and self.adopts() else "Delete"
+
+
+class DatabaseStatus(Model):
+    server: str | None = Field(default=None, description="DatabaseServer holding the database.")
+    name: str | None = Field(default=None, description="PostgreSQL database name.")
+    strategy: str | None = Field(default=None, description="The clone strategy used.")
+    bytes: int | None = Field(default=None, description="Size of the database after the clone.")
+    seconds: float | None = Field(default=None, description="How long the clone took.")
+
+
+class CopiedCounts(Model):
+    file_providers: int | None = None
+    gateway_routes: int | None = None
+    security_config: int | None = None
+    environment_variables: int | None = None
+
+
+class SkippedObject(Model):
+    kind: str
+    name: str
+    reason: str
+
+
+class Rotation(Model):
+    secret: str = Field(description="The copied Secret.")
+    keys: list[str] = Field(description="Keys given fresh random values.")
+
+
+class InventoryEntry(Model):
+    kind: str = Field(description="Namespace, Database, Role, Secret or ConfigMap.")
+    name: str
+    namespace: str | None = None
+    server: str | None = None
+
+
+class Progress(Model):
+    step: str
+    percent: int = Field(ge=0, le=100)
+
+
+class EnvironmentStatus(Model):
+    """What the operator observed and did. Never holds a secret value."""
+
+    observed_generation: int | None = None
+    phase: Phase | None = None
+    conditions: list[Condition] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
+    parent: str | None = None
+    branch_mode: str | None = None
+    branched_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    namespace: str | None = None
+    database: DatabaseStatus | None = None
+    credentials_secret: str | None = None
+    copied: CopiedCounts | None = None
+    skipped: list[SkippedObject] | None = None
+    rotations: list[Rotation] | None = None
+    inventory: list[InventoryEntry] | None = None
+    progress: Progress | None = None
+    expires_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    last_retry: str | None = Field(default=None, description="The envbranch.io/retry value last acted on.")
+
+
+class Environment(Model):
+    """A branch of an application environment: database, credentials and configuration."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              json_schema_extra={"x-kubernetes-validations": cast(Any, [cel(
+                                  "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && "
+                                  "size(self.metadata.name) <= 63",
+                                  "metadata.name must be a DNS label: lower-case letters, digits and '-', "
+                                  "at most 63 characters")])})
+
+    api_version: str = "envbranch.io/v1alpha1"
+    kind: str = "Environment"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: EnvironmentSpec
+    status: EnvironmentStatus | None = None

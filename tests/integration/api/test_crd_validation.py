@@ -1,0 +1,95 @@
+"""The generated CRDs are accepted by a real API server, and bad input is refused at apply time
+with a message that says what is wrong."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from envbranch.api.common import GROUP, VERSION
+from envbranch.testing.crds import install_crds
+
+
+@pytest.fixture(scope="module")
+def project(k8s: client.ApiClient) -> str:
+    install_crds(k8s)
+    name = f"crd-{uuid.uuid4().hex[:6]}"
+    client.CoreV1Api(k8s).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    return name
+
+
+def _create(k8s: client.ApiClient, ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return dict(client.CustomObjectsApi(k8s).create_namespaced_custom_object(
+        GROUP, VERSION, ns, "environments",
+        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Environment", "metadata": {"name": name}, "spec": spec}))
+
+
+def _refusal(k8s: client.ApiClient, ns: str, name: str, spec: dict[str, Any]) -> str:
+    with pytest.raises(ApiException) as info:
+        _create(k8s, ns, name, spec)
+    assert info.value.status == 422, info.value.body
+    return str(info.value.body)
+
+
+BAD_SPECS = [
+    ("branch-without-mode", {"source": "production"}, "spec.mode is required on a branch"),
+    ("bad-mode", {"source": "production", "mode": "Partial"}, 'supported values: \\"Full\\", \\"System\\"'),
+    ("namespace-on-branch", {"source": "production", "mode": "Full", "namespace": "x"},
+     "are for root environments only"),
+    ("dbname-on-branch", {"source": "production", "mode": "Full", "database": {"name": "x"}},
+     "are for root environments only"),
+    ("copy-on-root", {"copy": {"fileProviders": True}}, "spec.copy needs spec.source"),
+    ("bad-display", {"displayName": "has spaces"}, "spec.displayName"),
+    ("long-display", {"displayName": "x" * 65}, "spec.displayName"),
+    ("bad-source", {"source": "Production", "mode": "Full"}, "spec.source"),
+    ("bad-ttl", {"source": "production", "mode": "Full", "ttl": "3 days"}, "spec.ttl"),
+    ("bad-strategy", {"source": "production", "mode": "Full", "database": {"strategy": "Fast"}},
+     "spec.database.strategy"),
+    ("bad-policy", {"deletionPolicy": "Keep"}, "spec.deletionPolicy"),
+]
+
+
+@pytest.mark.parametrize(("name", "spec", "message"), BAD_SPECS, ids=[b[0] for b in BAD_SPECS])
+def test_bad_spec_is_refused_with_a_clear_message(k8s: client.ApiClient, project: str, name: str,
+                                                  spec: dict[str, Any], message: str) -> None:
+    assert message in _refusal(k8s, project, name, spec)
+
+
+def test_bad_name_is_refused(k8s: client.ApiClient, project: str) -> None:
+    assert "metadata.name must be a DNS label" in _refusal(k8s, project, "a" * 64, {})
+
+
+def test_immutable_fields_cannot_change(k8s: client.ApiClient, project: str) -> None:
+    _create(k8s, project, "immutable", {"source": "production", "mode": "System",
+                                        "copy": {"environmentVariables": True}, "displayName": "Before"})
+    api = client.CustomObjectsApi(k8s)
+    args = (GROUP, VERSION, project, "environments", "immutable")
+    for patch, message in [({"mode": "Full"}, "spec.mode is immutable"),
+                           ({"source": "other"}, "spec.source is immutable"),
+                           ({"copy": {"fileProviders": True}}, "spec.copy is immutable"),
+                           ({"database": {"strategy": "Dump"}}, "spec.database is immutable")]:
+        with pytest.raises(ApiException) as info:
+            api.patch_namespaced_custom_object(*args, {"spec": patch})
+        assert message in str(info.value.body)
+    # displayName is the one field that may change (rename).
+    api.patch_namespaced_custom_object(*args, {"spec": {"displayName": "After"}})
+    assert api.get_namespaced_custom_object(*args)["spec"]["displayName"] == "After"
+
+
+def test_unknown_copy_flag_is_refused_by_strict_validation(k8s: client.ApiClient, project: str) -> None:
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Environment", "metadata": {"name": "unknown-flag"},
+            "spec": {"source": "production", "mode": "Full", "copy": {"everything": True}}}
+    with pytest.raises(ApiException) as info:
+        client.CustomObjectsApi(k8s).create_namespaced_custom_object(
+            GROUP, VERSION, project, "environments", body, field_validation="Strict")
+    assert 'unknown field \\"spec.copy.everything\\"' in str(info.value.body)
+
+
+def test_valid_root_and_branch_are_accepted(k8s: client.ApiClient, project: str) -> None:
+    _create(k8s, project, "root", {"namespace": "root-ns", "database": {"serverRef": "main", "name": "shop"}})
+    _create(k8s, project, "branch", {"source": "root", "mode": "Full", "ttl": "1h30m",
+                                     "copy": {"fileProviders": True}, "database": {"strategy": "Dump"}})
