@@ -64,17 +64,21 @@ def _version_of(bin_dir: Path) -> tuple[int, str] | None:
 
 
 def find_client_tools(server_major: int) -> ClientTools:
-    """The first set of client tools whose major version is >= the server's (pg_dump refuses older)."""
+    """The client tools of the lowest major >= the server's: pg_dump refuses older servers' peers,
+    and a newer pg_dump's output may use settings an older server does not know."""
     seen: list[str] = []
+    best: ClientTools | None = None
     for d in _candidate_dirs():
         found = _version_of(d)
         if found is None:
             continue
         seen.append(f"{d} ({found[1]})")
-        if found[0] >= server_major:
-            return ClientTools(bin_dir=d, major=found[0], version=found[1])
-    raise ToolsNotFound(
-        f"no pg_dump/pg_restore/psql of version >= {server_major} found (looked at: "
-        f"{', '.join(seen) or 'nothing'}); install the PostgreSQL {server_major} client tools "
-        "or set ENVBRANCH_PG_BINDIR"
-    )
+        if found[0] >= server_major and (best is None or found[0] < best.major):
+            best = ClientTools(bin_dir=d, major=found[0], version=found[1])
+    if best is None:
+        raise ToolsNotFound(
+            f"no pg_dump/pg_restore/psql of version >= {server_major} found (looked at: "
+            f"{', '.join(seen) or 'nothing'}); install the PostgreSQL {server_major} client tools "
+            "or set ENVBRANCH_PG_BINDIR"
+        )
+    return best

@@ -1,0 +1,273 @@
+"""Step 4: clone a database, by template or by an online logical copy.
+
+- Template: `CREATE DATABASE … TEMPLATE src STRATEGY FILE_COPY|WAL_LOG` (PostgreSQL 15+), with
+  `file_copy_method = clone` on PostgreSQL 18 where the file system can reflink. It needs the source
+  to have no other session; it never terminates one (SourceBusy instead).
+- Dump: the schema from pg_dump (pre-data, then post-data after the load, so indexes, constraints
+  and triggers are built once over loaded tables), the rows streamed table by table with binary
+  COPY from the source straight into the branch, two tables at a time, all readers on one exported
+  snapshot. No intermediate files; works across servers and while the source is busy.
+- System mode (schema only) always takes the Dump path: a template copy would copy every row only
+  to delete it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import psycopg
+from psycopg import sql
+
+from envbranch.postgres.errors import EngineError, PermanentError, SourceBusy, classify
+from envbranch.postgres.server import Server
+from envbranch.postgres.tags import database_exists, drop_database, tag_database
+from envbranch.postgres.tools import find_client_tools
+
+Mode = Literal["Full", "System"]
+Strategy = Literal["Auto", "Template", "Dump"]
+Progress = Callable[[str, int], None]
+COPY_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class CloneResult:
+    strategy: str
+    bytes: int
+    seconds: float
+
+
+def _noop(step: str, percent: int) -> None:
+    pass
+
+
+def create_empty_database(server: Server, dbname: str, uid: str) -> CloneResult:
+    start = time.monotonic()
+    with server.connect() as conn:
+        if not database_exists(conn, dbname):
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        tag_database(conn, dbname, uid)
+        size = _size(conn, dbname)
+    return CloneResult("Empty", size, round(time.monotonic() - start, 3))
+
+
+def _size(conn: psycopg.Connection[tuple[object, ...]], dbname: str) -> int:
+    row = conn.execute("SELECT pg_database_size(%s)", (dbname,)).fetchone()
+    return int(row[0]) if row else 0  # type: ignore[call-overload]
+
+
+def clone_database(source: Server, source_db: str, target: Server, target_db: str, *, mode: Mode,
+                   strategy: Strategy, uid: str, progress: Progress = _noop,
+                   template_strategy: Literal["FILE_COPY", "WAL_LOG"] = "FILE_COPY") -> CloneResult:
+    """Clone `source_db` into a new `target_db` tagged with `uid`. On any failure the partial
+    database is dropped before the error propagates."""
+    start = time.monotonic()
+    with target.connect() as conn:
+        if database_exists(conn, target_db):
+            raise PermanentError(f"database {target_db} already exists on the target server")
+    chosen = strategy
+    if strategy == "Template" and (mode == "System" or not source.same_server(target)):
+        raise PermanentError("strategy Template needs mode Full and the source on the same server; "
+                             "use Dump or Auto")
+    try:
+        if strategy in ("Auto", "Template") and mode == "Full" and source.same_server(target):
+            try:
+                _template(target, source_db, target_db, template_strategy)
+                chosen = "Template"
+            except (SourceBusy, PermanentError) as exc:
+                if strategy == "Template" or not _template_can_fall_back(exc):
+                    raise
+                chosen = "Dump"
+        else:
+            chosen = "Dump"
+        if chosen == "Dump":
+            _dump(source, source_db, target, target_db, mode, progress)
+        with target.connect() as conn:
+            tag_database(conn, target_db, uid)
+            size = _size(conn, target_db)
+    except BaseException as exc:
+        _drop_quietly(target, target_db)
+        if isinstance(exc, EngineError) or not isinstance(exc, Exception):
+            raise
+        raise classify(exc, (source.password, target.password)) from None
+    progress("database", 100)
+    return CloneResult(chosen, size, round(time.monotonic() - start, 3))
+
+
+def _template_can_fall_back(exc: EngineError) -> bool:
+    # Busy source, or an admin that may not use the source as a template: Dump can still work.
+    return isinstance(exc, SourceBusy) or exc.sqlstate == "42501"
+
+
+def _drop_quietly(server: Server, dbname: str) -> None:
+    with contextlib.suppress(EngineError):  # the inventory and the reaper still know about it
+        drop_database(server, dbname)
+
+
+def _template(server: Server, source_db: str, target_db: str, method: str) -> None:
+    with server.connect() as conn:
+        # Reflink clone where the file system supports it, probed once per server.
+        if conn.info.server_version >= 180000 and method == "FILE_COPY" and _clone_supported(server):
+            conn.execute("SET file_copy_method = clone")
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY {}").format(
+            sql.Identifier(target_db), sql.Identifier(source_db), sql.SQL(method)))
+
+
+_clone_support: dict[tuple[str, int], bool] = {}
+
+
+def _clone_supported(server: Server) -> bool:
+    key = (server.host, server.port)
+    if key not in _clone_support:
+        from envbranch.postgres.probe import file_copy_clone_works
+
+        _clone_support[key] = file_copy_clone_works(server)
+    return _clone_support[key]
+
+
+# -- Dump --------------------------------------------------------------------------------------------
+def _run_pg_dump_into(source: Server, source_db: str, target: Server, target_db: str, section: str,
+                      snapshot: str, tools_major: int) -> None:
+    tools = find_client_tools(tools_major)
+    dump = subprocess.Popen(
+        [tools.path("pg_dump"), f"--section={section}", "--no-owner", "--no-privileges",
+         f"--snapshot={snapshot}", "--dbname", source_db],
+        env=source.env(source_db), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    restore = subprocess.run(
+        [tools.path("psql"), "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+         "--dbname", target_db],
+        env=target.env(target_db), stdin=dump.stdout, capture_output=True, check=False)
+    assert dump.stdout is not None
+    dump.stdout.close()
+    dump_err = dump.stderr.read() if dump.stderr else b""
+    dump.wait()
+    if dump.returncode != 0:
+        raise subprocess.CalledProcessError(dump.returncode, [tools.path("pg_dump")], stderr=dump_err)
+    if restore.returncode != 0:
+        raise subprocess.CalledProcessError(restore.returncode, [tools.path("psql")], stderr=restore.stderr)
+
+
+_TABLES = """
+SELECT c.oid, n.nspname, c.relname, pg_relation_size(c.oid) AS size,
+       array_agg(a.attname ORDER BY a.attnum) FILTER (WHERE a.attgenerated = '') AS cols
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
+GROUP BY c.oid, n.nspname, c.relname ORDER BY size DESC
+"""
+_SEQUENCES = """
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'S' AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
+"""
+
+
+def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: Mode, progress: Progress) -> None:
+    with target.connect() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)))
+    # One REPEATABLE READ transaction exports the snapshot every reader shares, pg_dump included.
+    with psycopg.connect(source.conninfo(source_db, timeouts=False)) as snap_conn:
+        snap_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        snapshot = str(snap_conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        tools_major = max(snap_conn.info.server_version, _server_version(target)) // 10000
+        progress("schema", 5)
+        _run_pg_dump_into(source, source_db, target, target_db, "pre-data", snapshot, tools_major)
+        if mode == "Full":
+            rows = snap_conn.execute(_TABLES).fetchall()
+            # A table whose columns are all generated has nothing to copy.
+            tables = [_Table(str(r[1]), str(r[2]), int(str(r[3])), [str(c) for c in r[4]])
+                      for r in rows if r[4]]
+            _copy_tables(source, source_db, target, target_db, snapshot, tables, progress)
+            _copy_sequences(snap_conn, target, target_db)
+            _copy_large_objects(snap_conn, target, target_db)
+        progress("indexes", 90)
+        _run_pg_dump_into(source, source_db, target, target_db, "post-data", snapshot, tools_major)
+
+
+def _server_version(server: Server) -> int:
+    with server.connect() as conn:
+        return int(conn.info.server_version)
+
+
+@dataclass(frozen=True)
+class _Table:
+    schema: str
+    name: str
+    size: int
+    columns: list[str]
+
+
+def _copy_tables(source: Server, source_db: str, target: Server, target_db: str, snapshot: str,
+                 tables: list[_Table], progress: Progress) -> None:
+    total = sum(t.size for t in tables) or 1
+    work: queue.Queue[_Table] = queue.Queue()
+    for table in tables:
+        work.put(table)
+    done = [0]
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        try:
+            with psycopg.connect(source.conninfo(source_db, timeouts=False)) as src, \
+                    psycopg.connect(target.conninfo(target_db, timeouts=False), autocommit=True) as dst:
+                src.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+                # Triggers and foreign keys arrive with post-data, after the load: none fires here.
+                while not errors:
+                    try:
+                        item = work.get_nowait()
+                    except queue.Empty:
+                        return
+                    table = sql.Identifier(item.schema, item.name)
+                    columns = sql.SQL(", ").join([sql.Identifier(c) for c in item.columns])
+                    with src.cursor().copy(sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(
+                            table, columns)) as out, dst.cursor().copy(sql.SQL(
+                            "COPY {} ({}) FROM STDIN (FORMAT binary)").format(table, columns)) as into:
+                        for block in out:
+                            into.write(block)
+                    with lock:
+                        done[0] += item.size
+                        progress("data", 10 + 80 * done[0] // total)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, name=f"envbranch-copy-{i}", daemon=True)
+               for i in range(min(COPY_WORKERS, max(len(tables), 1)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def _copy_sequences(snap_conn: psycopg.Connection[tuple[object, ...]], target: Server, target_db: str) -> None:
+    seqs = snap_conn.execute(_SEQUENCES).fetchall()
+    with target.connect(target_db) as dst:
+        for schema, name in seqs:
+            ident = sql.Identifier(str(schema), str(name))
+            row = snap_conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(ident)).fetchone()
+            assert row is not None
+            dst.execute("SELECT setval(%s::regclass, %s, %s)", (ident.as_string(dst), row[0], row[1]))
+
+
+def _copy_large_objects(snap_conn: psycopg.Connection[tuple[object, ...]], target: Server, target_db: str) -> None:
+    oids = [r[0] for r in snap_conn.execute("SELECT oid FROM pg_largeobject_metadata ORDER BY oid").fetchall()]
+    if not oids:
+        return
+    with target.connect(target_db) as dst:
+        existing = {r[0] for r in dst.execute("SELECT oid FROM pg_largeobject_metadata").fetchall()}
+        for oid in oids:
+            data = snap_conn.execute("SELECT lo_get(%s)", (oid,)).fetchone()[0]  # type: ignore[index]
+            if oid in existing:  # pg_dump's pre-data already made it (PostgreSQL 17+): fill it
+                dst.execute("SELECT lo_put(%s, 0, %s)", (oid, data))
+            else:
+                dst.execute("SELECT lo_from_bytea(%s, %s)", (oid, data))

@@ -1,0 +1,100 @@
+"""Step 5: the branch's own LOGIN role, owner of its database and of every object in it."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+
+from psycopg import sql
+
+from envbranch.postgres.server import Server
+from envbranch.postgres.tags import Conn, role_exists, tag_role
+
+PASSWORD_BYTES = 32
+
+
+def new_password() -> str:
+    """32 random bytes, URL-safe base64 (43 characters)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(PASSWORD_BYTES)).decode().rstrip("=")
+
+
+def _scram_verifier(conn: Conn, role: str, password: str) -> str:
+    # Hashed on the client (libpq's PQencryptPasswordConn): the plain password never reaches the
+    # server, so it cannot show up in a server log either.
+    return conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
+
+
+def create_branch_role(server: Server, role: str, uid: str) -> str:
+    """Create (or reset) the LOGIN role and return its new password. The admin becomes a member so it
+    can hand objects to the role and drop them later, and is never a superuser."""
+    password = new_password()
+    with server.connect() as conn:
+        verifier = _scram_verifier(conn, role, password)
+        ident = sql.Identifier(role)
+        if role_exists(conn, role):
+            conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(ident, sql.Literal(verifier)))
+        else:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                                 "PASSWORD {}").format(ident, sql.Literal(verifier)))
+        tag_role(conn, role, uid)
+        if conn.info.server_version >= 160000:
+            conn.execute(sql.SQL("GRANT {} TO {} WITH INHERIT TRUE, SET TRUE").format(
+                ident, sql.Identifier(server.user)))
+        else:
+            conn.execute(sql.SQL("GRANT {} TO {}").format(ident, sql.Identifier(server.user)))
+    return password
+
+
+# Objects of the branch database to hand over, one ALTER ... OWNER each (never REASSIGN OWNED,
+# which reaches shared objects). Extension members stay with the extension.
+_NOT_EXTENSION = "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = {oid} AND d.deptype = 'e')"
+_OBJECTS = {
+    "SCHEMA": "SELECT quote_ident(nspname) FROM pg_namespace n WHERE nspname NOT LIKE 'pg\\_%' "
+              "AND nspname <> 'information_schema' AND nspowner <> 'pg_database_owner'::regrole AND "
+              + _NOT_EXTENSION.format(oid="n.oid"),
+    "TABLE": "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+             "c.relnamespace WHERE c.relkind IN ('r', 'p', 'f') AND n.nspname NOT LIKE 'pg\\_%' AND "
+             "n.nspname <> 'information_schema' AND " + _NOT_EXTENSION.format(oid="c.oid"),
+    "VIEW": "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+            "c.relnamespace WHERE c.relkind = 'v' AND n.nspname NOT LIKE 'pg\\_%' AND "
+            "n.nspname <> 'information_schema' AND " + _NOT_EXTENSION.format(oid="c.oid"),
+    "MATERIALIZED VIEW": "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n "
+                         "ON n.oid = c.relnamespace WHERE c.relkind = 'm' AND n.nspname NOT LIKE 'pg\\_%' AND "
+                         + _NOT_EXTENSION.format(oid="c.oid"),
+    # Sequences owned by a column follow their table.
+    "SEQUENCE": "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                "c.relnamespace WHERE c.relkind = 'S' AND n.nspname NOT LIKE 'pg\\_%' AND NOT EXISTS (SELECT 1 "
+                "FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i', 'e'))",
+    "ROUTINE": "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+               "WHERE p.prokind IN ('f', 'p') AND n.nspname NOT LIKE 'pg\\_%' AND "
+               "n.nspname <> 'information_schema' AND " + _NOT_EXTENSION.format(oid="p.oid"),
+    "AGGREGATE": "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                 "WHERE p.prokind = 'a' AND n.nspname NOT LIKE 'pg\\_%' AND " + _NOT_EXTENSION.format(oid="p.oid"),
+    "DOMAIN": "SELECT format('%I.%I', n.nspname, t.typname) FROM pg_type t JOIN pg_namespace n ON n.oid = "
+              "t.typnamespace WHERE t.typtype = 'd' AND n.nspname NOT LIKE 'pg\\_%' AND "
+              "n.nspname <> 'information_schema' AND " + _NOT_EXTENSION.format(oid="t.oid"),
+    "TYPE": "SELECT format('%I.%I', n.nspname, t.typname) FROM pg_type t JOIN pg_namespace n ON n.oid = "
+            "t.typnamespace LEFT JOIN pg_class c ON c.oid = t.typrelid WHERE (t.typtype IN ('e', 'r') OR "
+            "(t.typtype = 'c' AND c.relkind = 'c')) AND n.nspname NOT LIKE 'pg\\_%' AND "
+            "n.nspname <> 'information_schema' AND " + _NOT_EXTENSION.format(oid="t.oid"),
+    "LARGE OBJECT": "SELECT oid::text FROM pg_largeobject_metadata",
+}
+
+
+def grant_ownership(server: Server, dbname: str, role: str) -> int:
+    """Make `role` the owner of the database and of every object in it; CONNECT only for the role.
+    Returns how many objects changed hands."""
+    owner = sql.Identifier(role)
+    changed = 0
+    with server.connect() as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(dbname), owner))
+        conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
+        conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(sql.Identifier(dbname), owner))
+    with server.connect(dbname) as conn:
+        for keyword, query in _OBJECTS.items():
+            for (name,) in conn.execute(query).fetchall():
+                # `name` is rendered by the server with quote_ident/format('%I')/regprocedure, i.e. an
+                # already-quoted identifier, not user text.
+                conn.execute(sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(keyword), sql.SQL(str(name)), owner))
+                changed += 1
+    return changed

@@ -1,0 +1,88 @@
+"""Engine errors the reconcile layer can act on: transient (retry) or permanent (roll back).
+Messages name what to fix and never carry a password."""
+
+from __future__ import annotations
+
+import subprocess
+
+import psycopg
+
+# SQLSTATE classes and codes worth retrying.
+_TRANSIENT_CLASSES = ("08",)          # connection exceptions
+_TRANSIENT_CODES = {
+    "57P01", "57P02", "57P03",        # admin/crash shutdown, cannot connect now
+    "55P03",                          # lock_not_available (lock_timeout)
+    "55006",                          # object_in_use: the template source has other sessions
+    "53300",                          # too_many_connections
+    "40001", "40P01",                 # serialization failure, deadlock
+    "57014",                          # query_canceled (statement_timeout)
+}
+_HINTS = {
+    "42501": "the DatabaseServer's admin role lacks a privilege (it needs CREATEDB and CREATEROLE, and "
+             "membership in the roles that own the source database's objects)",
+    "3D000": "the database does not exist",
+    "53100": "the PostgreSQL server is out of disk space",
+    "28P01": "wrong password for the DatabaseServer's admin role (check adminSecretRef)",
+    "28000": "the server refused the admin role (check pg_hba.conf and adminSecretRef)",
+    "55006": "the source database has other sessions, so it cannot be used as a template now",
+}
+
+
+class EngineError(Exception):
+    def __init__(self, message: str, *, transient: bool, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.sqlstate = sqlstate
+
+
+class TransientError(EngineError):
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message, transient=True, sqlstate=sqlstate)
+
+
+class PermanentError(EngineError):
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message, transient=False, sqlstate=sqlstate)
+
+
+class SourceBusy(TransientError):
+    """The template source has other sessions (SQLSTATE 55006)."""
+
+
+def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def classify(exc: BaseException, secrets: tuple[str, ...] = ()) -> EngineError:
+    """Wrap a psycopg or subprocess failure; `secrets` are removed from the message."""
+    if isinstance(exc, EngineError):
+        return exc
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        hint = _HINTS.get(state or "")
+        message = scrub(f"{first_line}" + (f" ({hint})" if hint else ""), secrets)
+        if state == "55006":
+            return SourceBusy(message, state)
+        if state is None and isinstance(exc, psycopg.OperationalError):
+            # No SQLSTATE: the connection itself failed. Authentication is not worth retrying.
+            if "password authentication failed" in first_line or "no pg_hba.conf entry" in first_line:
+                return PermanentError(scrub(f"{first_line} ({_HINTS['28P01']})", secrets), "28P01")
+            return TransientError(message)
+        if state and (state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_CODES):
+            return TransientError(message, state)
+        return PermanentError(message, state)
+    if isinstance(exc, subprocess.CalledProcessError):
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        tool = str(exc.cmd[0]).rsplit("/", 1)[-1] if exc.cmd else "tool"
+        lines = [ln for ln in stderr.strip().splitlines() if ln.strip()][-3:]
+        text = scrub(f"{tool} failed (exit {exc.returncode}): {' | '.join(lines)}", secrets)
+        transient = any(s in stderr for s in ("could not connect", "Connection refused", "the database system is"))
+        return TransientError(text) if transient else PermanentError(text)
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return TransientError(scrub(str(exc), secrets))
+    return PermanentError(scrub(f"{type(exc).__name__}: {exc}", secrets))

@@ -1,0 +1,52 @@
+"""What a server can do: version, privileges of the admin role, clone strategies."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from psycopg import sql
+
+from envbranch.postgres.errors import EngineError
+from envbranch.postgres.server import Server
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    version: str
+    version_num: int
+    can_create_db: bool
+    can_create_role: bool
+    strategies: list[str] = field(default_factory=list)
+    file_copy_clone: bool = False
+
+
+def probe(server: Server) -> Capabilities:
+    """Connects as the admin role; raises a classified EngineError when it cannot."""
+    with server.connect() as conn:
+        version = str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
+        num = int(conn.info.server_version)
+        row = conn.execute("SELECT rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = current_user").fetchone()
+        createdb, createrole = (bool(row[0]), bool(row[1])) if row else (False, False)
+    strategies = ["Dump"] if createdb else []
+    if createdb and num >= 150000:
+        strategies.insert(0, "Template")
+    clone = file_copy_clone_works(server) if createdb and num >= 180000 else False
+    return Capabilities(version, num, createdb, createrole, strategies, clone)
+
+
+def file_copy_clone_works(server: Server) -> bool:
+    """PostgreSQL 18's `file_copy_method = clone` needs a reflink file system (XFS, btrfs); the only
+    sure test is to try it on a throwaway database."""
+    probe_db = f"envbranch_probe_{uuid.uuid4().hex[:12]}"
+    try:
+        with server.connect() as conn:
+            conn.execute("SET file_copy_method = clone")
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 STRATEGY FILE_COPY").format(
+                    sql.Identifier(probe_db)))
+            finally:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(probe_db)))
+    except EngineError:
+        return False
+    return True

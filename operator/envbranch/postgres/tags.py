@@ -1,0 +1,104 @@
+"""Tags (a comment carrying the Environment UID) on branch databases and roles, the orphan lookup,
+and dropping what a branch created."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from envbranch.postgres.errors import PermanentError
+from envbranch.postgres.server import Server
+
+TAG_PREFIX = "envbranch:uid="
+_TAG = re.compile(r"^envbranch:uid=([0-9a-fA-F-]{1,64})$")
+
+
+def tag_for(uid: str) -> str:
+    return f"{TAG_PREFIX}{uid}"
+
+
+@dataclass(frozen=True)
+class Tagged:
+    kind: str   # "database" or "role"
+    name: str
+    uid: str
+
+
+Conn = psycopg.Connection[tuple[object, ...]]
+
+
+def tag_database(conn: Conn, dbname: str, uid: str) -> None:
+    conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(dbname), sql.Literal(tag_for(uid))))
+
+
+def tag_role(conn: Conn, role: str, uid: str) -> None:
+    conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(role), sql.Literal(tag_for(uid))))
+
+
+def _uid(comment: object) -> str | None:
+    m = _TAG.match(str(comment or ""))
+    return m.group(1) if m else None
+
+
+def database_uid(conn: Conn, dbname: str) -> str | None:
+    """The UID a database is tagged with; None when it is untagged or missing."""
+    row = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                       (dbname,)).fetchone()
+    return _uid(row[0]) if row else None
+
+
+def role_uid(conn: Conn, role: str) -> str | None:
+    row = conn.execute("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
+                       (role,)).fetchone()
+    return _uid(row[0]) if row else None
+
+
+def database_exists(conn: Conn, dbname: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is not None
+
+
+def role_exists(conn: Conn, role: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+
+
+def find_tagged(server: Server) -> list[Tagged]:
+    """Every tagged database, then every tagged role (the order orphans must be dropped in)."""
+    with server.connect() as conn:
+        dbs = conn.execute("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+                           "ORDER BY datname").fetchall()
+        roles = conn.execute("SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_roles "
+                             "ORDER BY rolname").fetchall()
+    found = [Tagged("database", str(n), u) for n, c in dbs if (u := _uid(c))]
+    return found + [Tagged("role", str(n), u) for n, c in roles if (u := _uid(c))]
+
+
+def drop_database(server: Server, dbname: str, uid: str | None = None) -> None:
+    """DROP DATABASE ... WITH (FORCE), only when tagged with `uid` (if given); verified gone."""
+    with server.connect() as conn:
+        if uid is not None and database_exists(conn, dbname) and database_uid(conn, dbname) != uid:
+            raise PermanentError(f"database {dbname} is not tagged as this environment's; not dropping it")
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        if database_exists(conn, dbname):
+            raise PermanentError(f"database {dbname} still exists after DROP")
+
+
+def drop_role(server: Server, role: str, uid: str | None = None) -> None:
+    """DROP ROLE, only when tagged with `uid` (if given); verified gone."""
+    with server.connect() as conn:
+        if not role_exists(conn, role):
+            return
+        if uid is not None and role_uid(conn, role) != uid:
+            raise PermanentError(f"role {role} is not tagged as this environment's; not dropping it")
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        if role_exists(conn, role):
+            raise PermanentError(f"role {role} still exists after DROP")
+
+
+def drop_branch(server: Server, dbname: str, role: str | None, uid: str | None = None) -> None:
+    """Database first (the role owns it), then the role; idempotent."""
+    drop_database(server, dbname, uid)
+    if role:
+        drop_role(server, role, uid)
