@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from kubernetes import client, config
+
 from envbranch.testing.controlplane import ControlPlane
 from envbranch.testing.postgres import Postgres, available_majors
 from envbranch.testing.processes import STARTED_PIDS, pid_alive
-from kubernetes import client, config
 
 
 @pytest.fixture(scope="session")

@@ -153,7 +153,7 @@ class ControlPlane:
         if not hasattr(self, "_ctx"):
             self._ctx = self._ssl_context()
         with urllib.request.urlopen(f"{self.server}/readyz", timeout=5, context=self._ctx) as resp:  # noqa: S310
-            return resp.status == 200
+            return bool(resp.status == 200)
 
     def _start_controller_manager(self, binary: Path) -> None:
         # Real clusters give each controller its own service account; one privileged identity
@@ -182,7 +182,7 @@ class ControlPlane:
             self.controller_manager.check_alive()
             with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=5,
                                         context=insecure) as resp:
-                return resp.status == 200
+                return bool(resp.status == 200)
 
         wait_until(healthy, timeout=120, what="kube-controller-manager /healthz")
 

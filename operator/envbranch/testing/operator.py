@@ -29,7 +29,7 @@ class OperatorProcess:
 
         self.process.check_alive()
         with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=5) as r:
-            return r.status == 200
+            return bool(r.status == 200)
 
     def stop(self) -> None:
         self.process.stop()

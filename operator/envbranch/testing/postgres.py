@@ -120,7 +120,7 @@ class Postgres:
         self.process.start()
         wait_until(self._accepts_connections, timeout=60, what=f"PostgreSQL on port {self.port}")
         with self.connect() as conn:
-            self.version_num = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
+            self.version_num = int(conn.info.server_version)
             self.version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
                 sql.Identifier(self.admin.user), sql.Literal(self.admin.password)))

@@ -22,6 +22,10 @@ class WaitTimeout(TimeoutError):
     pass
 
 
+class ProcessExited(RuntimeError):
+    """A child died while we waited on it: no point waiting further."""
+
+
 def wait_until(
     check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.1
 ) -> T:
@@ -33,6 +37,8 @@ def wait_until(
             result = check()
             if result:
                 return result
+        except ProcessExited:
+            raise
         except Exception as exc:  # a check may fail while its target is still starting
             last_error = exc
         if time.monotonic() >= deadline:
@@ -97,7 +103,7 @@ class ManagedProcess:
 
     def check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with code {self.proc.returncode}:\n{self.log_tail()}")
+            raise ProcessExited(f"{self.name} exited with code {self.proc.returncode}:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -61,13 +61,15 @@ def create_shop_database(pg: Postgres, dbname: str = "shop") -> None:
     owned by a role the admin can act for."""
     with pg.connect(role=pg.admin) as conn:
         conn.execute(f'CREATE DATABASE "{dbname}"')  # a fixed test name, not user input
+        # A well-kept production database lets in only the roles granted CONNECT.
+        conn.execute(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{dbname}" FROM PUBLIC')
     with pg.connect(dbname, role=pg.admin) as conn:
         conn.execute(SHOP_SCHEMA)
 
 
 def row_counts(pg: Postgres, dbname: str) -> dict[str, int]:
     with pg.connect(dbname) as conn:
-        return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in TABLES}  # type: ignore[index]
+        return {t: int(str(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])) for t in TABLES}  # type: ignore[index]
 
 
 def _b64(value: str) -> str:

@@ -7,10 +7,11 @@ import json
 import uuid
 
 import pytest
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.processes import wait_until
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+
+from envbranch.testing.controlplane import ControlPlane
+from envbranch.testing.processes import wait_until
 
 WIDGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",

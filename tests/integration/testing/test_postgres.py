@@ -6,6 +6,7 @@ import subprocess
 
 import psycopg
 import pytest
+
 from envbranch.testing.postgres import Postgres
 from envbranch.testing.processes import pid_alive
 

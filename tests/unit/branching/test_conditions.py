@@ -13,7 +13,8 @@ def test_unchanged_status_keeps_the_transition_time() -> None:
 
 def test_flipped_status_moves_the_transition_time_and_keeps_others() -> None:
     conds = [{"type": "Other", "status": "True", "reason": "X", "message": "", "lastTransitionTime": "t"},
-             {"type": "Ready", "status": "False", "reason": "R", "message": "", "lastTransitionTime": "2020-01-01T00:00:00Z"}]
+             {"type": "Ready", "status": "False", "reason": "R", "message": "",
+              "lastTransitionTime": "2020-01-01T00:00:00Z"}]
     out = set_condition(conds, "Ready", True, "Active", "ok", 3)
     assert out[0] == conds[0]
     assert out[1]["status"] == "True" and out[1]["lastTransitionTime"] != "2020-01-01T00:00:00Z"

@@ -1,0 +1,1 @@
+"""The reconcile steps of an Environment and a DatabaseServer, composed from kube/ and postgres/."""

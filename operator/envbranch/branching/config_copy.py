@@ -1,0 +1,104 @@
+"""Step 6: copy the source's configuration by category, as the copy flags ask.
+
+The transformation (`copy_body`) is pure; `copy_configuration` applies it through kube/.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from envbranch.kube import configuration
+from envbranch.kube.configuration import Kind
+
+CATEGORY_LABEL = "envbranch.io/category"
+ENVIRONMENT_LABEL = "envbranch.io/environment"
+PROVIDER_ID = "envbranch.io/provider-id"
+COPIED_FROM_ID = "envbranch.io/copied-from-id"
+COPIED_FROM = "envbranch.io/copied-from"
+ROTATE_KEYS = "envbranch.io/rotate-keys"
+
+# category label value -> the copy flag that allows it
+CATEGORY_FLAGS: dict[str, str] = {
+    "file-providers": "fileProviders",
+    "gateway-routes": "gatewayRoutes",
+    "security-config": "securityConfig",
+    "oauth-clients": "securityConfig",
+    "environment-variables": "environmentVariables",
+}
+NEVER_COPIED = "auth-providers"
+KINDS: tuple[Kind, ...] = ("ConfigMap", "Secret")
+
+# GitOps tools own these on the source; on a copy they would make Argo CD prune or claim it.
+_DROPPED_LABELS = {"app.kubernetes.io/instance", ENVIRONMENT_LABEL, PROVIDER_ID, COPIED_FROM_ID}
+_DROPPED_ANNOTATIONS = {"kubectl.kubernetes.io/last-applied-configuration", COPIED_FROM}
+_DROPPED_PREFIXES = ("argocd.argoproj.io/",)
+
+
+def _keep(key: str, dropped: set[str]) -> bool:
+    return key not in dropped and not key.startswith(_DROPPED_PREFIXES)
+
+
+def rotate_keys_of(obj: dict[str, Any]) -> list[str]:
+    """Keys named in the rotate annotation that the object really has."""
+    wanted = (obj["metadata"].get("annotations") or {}).get(ROTATE_KEYS, "")
+    data = obj.get("data") or {}
+    return sorted({k.strip() for k in wanted.split(",") if k.strip() in data})
+
+
+def fresh_secret_value() -> str:
+    """A new random value for a rotated key, base64-encoded as Secret data is."""
+    return base64.b64encode(secrets.token_urlsafe(32).encode()).decode()
+
+
+def copy_body(kind: Kind, source: dict[str, Any], environment: str, category: str,
+              new_value: Callable[[], str] = fresh_secret_value) -> tuple[dict[str, Any], list[str]]:
+    """The copy of one ConfigMap/Secret for `environment`, and the Secret keys given fresh values."""
+    meta = source["metadata"]
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if _keep(k, _DROPPED_LABELS)}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if _keep(k, _DROPPED_ANNOTATIONS)}
+    labels[ENVIRONMENT_LABEL] = environment
+    annotations[COPIED_FROM] = f"{meta['namespace']}/{meta['name']}"
+    if category == "file-providers":
+        old_id = (meta.get("labels") or {}).get(PROVIDER_ID)
+        labels[PROVIDER_ID] = str(uuid.uuid4())
+        if old_id:
+            labels[COPIED_FROM_ID] = old_id
+    body: dict[str, Any] = {"metadata": {"name": meta["name"], "labels": labels, "annotations": annotations}}
+    for key in ("data", "binaryData", "type", "immutable"):
+        if source.get(key) is not None:
+            body[key] = source[key]
+    rotated: list[str] = []
+    if kind == "Secret":
+        rotated = rotate_keys_of(source)
+        body["data"] = {**(source.get("data") or {}), **{k: new_value() for k in rotated}}
+    return body, rotated
+
+
+@dataclass
+class CopyReport:
+    copied: dict[str, int] = field(default_factory=dict)  # copy flag -> objects copied
+    rotations: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    created: list[tuple[Kind, str]] = field(default_factory=list)
+
+
+def planned_copies(source_namespace: str, flags: dict[str, bool]) -> tuple[
+        list[tuple[Kind, dict[str, Any], str]], list[tuple[Kind, dict[str, Any]]]]:
+    """(what to copy: kind, object, category; auth providers found, never copied)."""
+    wanted = sorted(cat for cat, flag in CATEGORY_FLAGS.items() if flags.get(flag))
+    to_copy: list[tuple[Kind, dict[str, Any], str]] = []
+    never: list[tuple[Kind, dict[str, Any]]] = []
+    for kind in KINDS:
+        if wanted:
+            selector = f"{CATEGORY_LABEL} in ({','.join(wanted)})"
+            for obj in configuration.list_labelled(kind, source_namespace, selector):
+                to_copy.append((kind, obj, obj["metadata"]["labels"][CATEGORY_LABEL]))
+        for obj in configuration.list_labelled(kind, source_namespace, f"{CATEGORY_LABEL}={NEVER_COPIED}"):
+            never.append((kind, obj))
+    to_copy.sort(key=lambda t: (t[2], t[0], t[1]["metadata"]["name"]))
+    return to_copy, never

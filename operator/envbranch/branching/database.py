@@ -1,0 +1,161 @@
+"""The database side of the reconcile: DatabaseServer objects resolved into engine connections,
+and the engine's calls shaped for the steps (plain dicts for status, classified errors)."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+
+from envbranch import postgres as engine
+from envbranch.api.databaseserver import DatabaseServerSpec
+from envbranch.branching.errors import StepFailed, Transient, Waiting
+from envbranch.kube import client as kube_client
+from envbranch.kube import resources
+
+branch_database_name = engine.branch_database_name
+branch_role_name = engine.branch_role_name
+ServerInfo = engine.Server
+
+
+def server_info(project: str, server_name: str) -> engine.Server:
+    """The admin connection of a DatabaseServer, its password read from the admin Secret."""
+    body = resources.get(resources.DATABASESERVERS, project, server_name)
+    if body is None:
+        raise Waiting("ServerNotFound", f"DatabaseServer {server_name!r} not found in {project}", 5)
+    spec = DatabaseServerSpec.model_validate(body["spec"])
+    ref = spec.admin_secret_ref
+    values = resources.read_secret_values(project, ref.name, (ref.username_key, ref.password_key))
+    if values is None or ref.username_key not in values or ref.password_key not in values:
+        raise StepFailed("database", "AdminSecretInvalid", f"Secret {ref.name!r} in {project} must hold keys "
+                         f"{ref.username_key!r} and {ref.password_key!r}")
+    return engine.Server(host=spec.host, port=spec.port, user=values[ref.username_key],
+                         password=values[ref.password_key], sslmode=spec.ssl_mode, dbname=spec.maintenance_database)
+
+
+def probe(project: str, server_name: str) -> tuple[bool, str, str, dict[str, Any]]:
+    """(ready, reason, message, status fields) for a DatabaseServer."""
+    try:
+        server = server_info(project, server_name)
+        caps = engine.probe(server)
+    except (StepFailed, Waiting) as exc:
+        return False, exc.reason, exc.message, {}
+    except engine.EngineError as exc:
+        return False, "Unreachable" if exc.transient else "ProbeFailed", exc.message, {}
+    if not (caps.can_create_db and caps.can_create_role):
+        return False, "InsufficientPrivileges", (f"admin role {server.user!r} needs CREATEDB and CREATEROLE"), {}
+    return True, "Connected", f"PostgreSQL {caps.version} at {server.host}:{server.port}", {
+        "version": caps.version, "versionNum": caps.version_num, "strategies": caps.strategies,
+        "fileCopyClone": caps.file_copy_clone}
+
+
+def _result(result: engine.CloneResult) -> dict[str, Any]:
+    return {"strategy": result.strategy, "bytes": result.bytes, "seconds": result.seconds}
+
+
+def clone(project: str, *, source_server: str, source_database: str, server: str, database: str, mode: str,
+          strategy: str, uid: str, progress: Callable[[str, int], None]) -> dict[str, Any]:
+    source = server_info(project, source_server)
+    target = source if server == source_server else server_info(project, server)
+    with target.connect() as conn:
+        if engine.tags.database_exists(conn, database):
+            if engine.tags.database_uid(conn, database) != uid:
+                raise StepFailed("database", "DatabaseConflict", f"database {database} already exists on "
+                                 f"{server} and is not this environment's")
+            # Ours, from a run that stopped before recording it: start the copy again.
+            engine.drop_database(target, database, uid)
+    result = engine.clone_database(source, source_database, target, database, mode=mode,  # type: ignore[arg-type]
+                                   strategy=strategy, uid=uid, progress=progress)  # type: ignore[arg-type]
+    return _result(result)
+
+
+def create_empty(project: str, server: str, database: str, uid: str) -> dict[str, Any]:
+    target = server_info(project, server)
+    with target.connect() as conn:
+        if engine.tags.database_exists(conn, database) and engine.tags.database_uid(conn, database) != uid:
+            raise StepFailed("database", "DatabaseConflict", f"database {database} already exists on {server} "
+                             "and is not this environment's")
+    return _result(engine.create_empty_database(target, database, uid))
+
+
+def require_database(project: str, server: str, database: str) -> None:
+    with server_info(project, server).connect() as conn:
+        if not engine.tags.database_exists(conn, database):
+            raise StepFailed("database", "DatabaseNotFound", f"database {database!r} to adopt does not exist "
+                             f"on {server}")
+
+
+def tagged_uid(project: str, server: str, database: str) -> str | None:
+    with server_info(project, server).connect() as conn:
+        return engine.tags.database_uid(conn, database)
+
+
+def role_exists(project: str, server: str, role: str) -> bool:
+    with server_info(project, server).connect() as conn:
+        return engine.tags.role_exists(conn, role)
+
+
+def create_role(project: str, server: str, database: str, role: str, uid: str) -> str:
+    """The branch's LOGIN role, owner of its database; returns the new password (never logged)."""
+    target = server_info(project, server)
+    with target.connect() as conn:
+        if engine.tags.role_exists(conn, role) and engine.tags.role_uid(conn, role) != uid:
+            raise StepFailed("credentials", "RoleConflict", f"role {role} already exists on {server} and is not "
+                             "this environment's")
+    password = engine.create_branch_role(target, role, uid)
+    engine.grant_ownership(target, database, role)
+    return password
+
+
+def credentials_secret(name: str, server: engine.Server, database: str, role: str, password: str,
+                       labels: dict[str, str]) -> dict[str, Any]:
+    """CloudNativePG's shape: username, password, host, port, dbname, uri, jdbc-uri, pgpass."""
+    uri = f"postgresql://{role}:{password}@{server.host}:{server.port}/{database}"
+    values = {
+        "username": role, "password": password, "host": server.host, "port": str(server.port), "dbname": database,
+        "uri": uri,
+        "jdbc-uri": f"jdbc:postgresql://{server.host}:{server.port}/{database}?user={role}&password={password}",
+        "pgpass": f"{server.host}:{server.port}:{database}:{role}:{password}\n",
+    }
+    return {"metadata": {"name": name, "labels": labels}, "type": "kubernetes.io/basic-auth",
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}}
+
+
+def find_tagged(project: str, server: str) -> list[tuple[str, str, str]]:
+    return [(t.kind, t.name, t.uid) for t in engine.find_tagged(server_info(project, server))]
+
+
+def drop_database(project: str, server: str, name: str, uid: str) -> None:
+    engine.drop_database(server_info(project, server), name, uid)
+
+
+def drop_role(project: str, server: str, name: str, uid: str) -> None:
+    engine.drop_role(server_info(project, server), name, uid)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, engine.EngineError):
+        return exc.transient
+    return kube_client.is_transient(exc)
+
+
+def describe(exc: BaseException) -> str:
+    """A message for conditions and Events: engine messages are already scrubbed; API errors are
+    reduced to their status and reason (their bodies can echo request content)."""
+    if isinstance(exc, engine.EngineError):
+        return exc.message
+    if isinstance(exc, ApiException):
+        return f"Kubernetes API error {exc.status} {exc.reason}"
+    return type(exc).__name__
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    """Poll a real condition; a wait that runs out becomes a retry, not a failure."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise Transient("cleanup", "StillPresent", f"timed out waiting for {what}")
+        time.sleep(0.5)

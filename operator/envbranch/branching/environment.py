@@ -1,0 +1,449 @@
+"""The Environment reconcile, DESIGN.md steps 1-7, and its rollback.
+
+Every step is level-based: it looks at what exists before it creates, so an operator restarted at
+any line converges on the same state. Each thing is recorded in status.inventory before it is
+created; rollback and deletion remove the inventory in reverse order and verify it gone.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from envbranch import settings
+from envbranch.api import common
+from envbranch.api.environment import EnvironmentSpec, parse_ttl
+from envbranch.branching import config_copy, database
+from envbranch.branching.conditions import Condition, now_rfc3339, set_condition
+from envbranch.branching.errors import Invalid, StepFailed, Transient, Waiting
+from envbranch.branching.inventory import Entry, entries, with_entry
+from envbranch.kube import configuration, events, namespaces, resources
+
+log = logging.getLogger(__name__)
+
+REGISTRATION_CONFIGMAP = "envbranch-environment"
+STEPS = ("namespace", "database", "credentials", "configuration")
+_STEP_PERCENT = {"validate": 0, "namespace": 10, "database": 20, "credentials": 80, "configuration": 90}
+_STEP_CONDITION = {"database": common.CONDITION_DATABASE_READY, "credentials": common.CONDITION_CREDENTIALS_READY,
+                   "configuration": common.CONDITION_CONFIG_COPIED}
+
+
+def namespace_name(project: str, environment: str) -> str:
+    return f"{project}-{environment}"
+
+
+def credentials_secret_name(environment: str) -> str:
+    return f"{environment}-db"
+
+
+@dataclass
+class Plan:
+    """What step 1 found: everything the later steps need, resolved once."""
+
+    namespace: str
+    adopt_namespace: bool
+    server_name: str
+    database: str
+    adopt_database: bool
+    role: str | None
+    parent: dict[str, Any] | None       # the source Environment, for branches
+    source_server: str | None
+    source_database: str | None
+
+
+class EnvironmentRun:
+    """One pass of the reconcile over a snapshot of the object; writes go to .status only."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        meta = body["metadata"]
+        self.project: str = meta["namespace"]
+        self.name: str = meta["name"]
+        self.uid: str = meta["uid"]
+        self.generation: int = int(meta.get("generation") or 1)
+        self.annotations: dict[str, str] = dict(meta.get("annotations") or {})
+        self.spec = EnvironmentSpec.model_validate(body.get("spec") or {})
+        self.status: dict[str, Any] = copy.deepcopy(body.get("status") or {})
+
+    # -- status ----------------------------------------------------------------------------------
+    def write(self, **changes: Any) -> None:
+        """Patch the fields that differ; nothing at all when nothing changed (no churn)."""
+        changed = {k: v for k, v in changes.items() if self.status.get(k) != v}
+        if not changed:
+            return
+        self.status.update(changed)
+        resources.patch_status(resources.ENVIRONMENTS, self.project, self.name, changed)
+
+    def conditions_with(self, *updates: tuple[str, bool, str, str]) -> list[Condition]:
+        conds: list[Condition] = list(self.status.get("conditions") or [])
+        for type_, ok, reason, message in updates:
+            conds = set_condition(conds, type_, ok, reason, message, self.generation)
+        return conds
+
+    def set_phase(self, phase: str, reason: str, message: str, *extra: tuple[str, bool, str, str],
+                  **fields: Any) -> None:
+        ready = phase == common.PHASE_ACTIVE
+        conds = self.conditions_with(
+            *extra,
+            (common.CONDITION_READY, ready, reason, message),
+            (common.CONDITION_RECONCILING, phase in (common.PHASE_PENDING, common.PHASE_BRANCHING,
+                                                      common.PHASE_DELETING), reason, message),
+            (common.CONDITION_STALLED, phase == common.PHASE_FAILED, reason, message),
+        )
+        self.write(phase=phase, conditions=conds, **fields)
+
+    def event(self, reason: str, message: str, warning: bool = False) -> None:
+        events.emit(self.body, reason, message, warning=warning)
+
+    def record(self, entry: Entry) -> None:
+        inventory = with_entry(self.status, entry)
+        if inventory is not None:
+            self.write(inventory=inventory)
+
+    def progress(self, step: str, percent: int) -> None:
+        self.write(progress={"step": step, "percent": percent})
+
+    # -- step 1: validate ------------------------------------------------------------------------
+    def plan(self) -> Plan:
+        spec = self.spec
+        self.check_display_name()
+        db_spec = spec.database
+        if spec.source:
+            if spec.source == self.name:
+                raise Invalid("InvalidSource", "spec.source names this Environment itself")
+            parent = resources.get(resources.ENVIRONMENTS, self.project, spec.source)
+            if parent is None:
+                raise Waiting("SourceNotFound", f"waiting for source Environment {spec.source!r} "
+                              f"to exist in namespace {self.project}", settings.current.source_wait)
+            pstatus = parent.get("status") or {}
+            if pstatus.get("phase") != common.PHASE_ACTIVE:
+                raise Waiting("SourceNotReady", f"waiting for source Environment {spec.source!r} to be Active "
+                              f"(it is {pstatus.get('phase') or 'Pending'})", settings.current.source_wait)
+            pdb = pstatus.get("database") or {}
+            source_server, source_database = pdb.get("server"), pdb.get("name")
+            if not source_server or not source_database:
+                raise Invalid("InvalidSource", f"source Environment {spec.source!r} reports no database")
+            server_name = (db_spec.server_ref if db_spec and db_spec.server_ref else source_server)
+        else:
+            parent = None
+            source_server = source_database = None
+            server_name = db_spec.server_ref if db_spec and db_spec.server_ref else self.only_server()
+        ns = spec.namespace or namespace_name(self.project, self.name)
+        if len(ns) > 63:
+            raise Invalid("NameTooLong", f"the environment namespace {ns!r} would be {len(ns)} characters; "
+                          "Kubernetes allows 63: shorten the project or environment name")
+        if len(credentials_secret_name(self.name)) > 253:
+            raise Invalid("NameTooLong", "the environment name is too long for its credentials Secret")
+        self.require_server_ready(server_name)
+        adopt_db = bool(db_spec and db_spec.name)
+        dbname = db_spec.name if db_spec and db_spec.name else database.branch_database_name(self.project, self.name)
+        return Plan(
+            namespace=ns, adopt_namespace=bool(spec.namespace), server_name=server_name, database=dbname,
+            adopt_database=adopt_db,
+            role=None if adopt_db else database.branch_role_name(self.project, self.name),
+            parent=parent, source_server=source_server, source_database=source_database)
+
+    def check_display_name(self) -> None:
+        wanted = self.spec.display_name
+        if not wanted:
+            return
+        for other in resources.list_in(resources.ENVIRONMENTS, self.project):
+            meta = other["metadata"]
+            if meta["uid"] != self.uid and (other.get("spec") or {}).get("displayName", "").lower() == wanted.lower():
+                raise Invalid("DisplayNameTaken", f"display name {wanted!r} is already used by Environment "
+                              f"{meta['name']!r} in project {self.project}")
+
+    def only_server(self) -> str:
+        servers = resources.list_in(resources.DATABASESERVERS, self.project)
+        if len(servers) != 1:
+            raise Invalid("ServerRequired", "spec.database.serverRef is required: namespace "
+                          f"{self.project} has {len(servers)} DatabaseServers")
+        return str(servers[0]["metadata"]["name"])
+
+    def require_server_ready(self, server_name: str) -> None:
+        server = resources.get(resources.DATABASESERVERS, self.project, server_name)
+        if server is None:
+            raise Waiting("ServerNotFound", f"waiting for DatabaseServer {server_name!r} in namespace "
+                          f"{self.project}", settings.current.source_wait)
+        conds = (server.get("status") or {}).get("conditions") or []
+        ready = next((c for c in conds if c.get("type") == common.CONDITION_READY), None)
+        if not ready or ready.get("status") != "True":
+            why = ready.get("message") if ready else "not probed yet"
+            raise Waiting("ServerNotReady", f"waiting for DatabaseServer {server_name!r} to be Ready: {why}",
+                          settings.current.source_wait)
+
+    # -- steps 3-6 -------------------------------------------------------------------------------
+    def inject_fault(self, step: str) -> None:
+        """Test-only: fail at a named step when the operator runs with fault injection on."""
+        if settings.current.fault_injection and self.annotations.get(common.ANNOTATION_INJECT_FAULT) == step:
+            raise StepFailed(step, "InjectedFault", f"fault injected at step {step} (test switch)")
+
+    def enter(self, step: str) -> None:
+        self.progress(step, _STEP_PERCENT[step])
+        self.inject_fault(step)
+
+    def step_namespace(self, plan: Plan) -> None:
+        self.enter("namespace")
+        if plan.adopt_namespace:
+            if namespaces.read_namespace(plan.namespace) is None:
+                raise StepFailed("namespace", "NamespaceNotFound",
+                                 f"namespace {plan.namespace!r} to adopt does not exist")
+            return
+        self.record(Entry("Namespace", plan.namespace))
+        existing = namespaces.read_namespace(plan.namespace)
+        if existing is None:
+            namespaces.create_namespace(plan.namespace, {
+                common.LABEL_PROJECT: self.project, common.LABEL_ENVIRONMENT: self.name,
+                common.LABEL_UID: self.uid})
+            self.event("NamespaceCreated", f"created namespace {plan.namespace}")
+        elif (existing.metadata.labels or {}).get(common.LABEL_UID) != self.uid:
+            raise StepFailed("namespace", "NamespaceConflict", f"namespace {plan.namespace!r} already exists "
+                             "and does not belong to this Environment")
+
+    def registration(self, plan: Plan, server: database.ServerInfo) -> None:
+        """The ConfigMap that tells the application where it runs."""
+        if plan.adopt_namespace:
+            return
+        data = {"project": self.project, "environment": self.name, "parent": self.spec.source or "",
+                "mode": self.spec.mode or "", "databaseHost": server.host, "databasePort": str(server.port),
+                "databaseName": plan.database, "credentialsSecret": credentials_secret_name(self.name)}
+        body = {"metadata": {"name": REGISTRATION_CONFIGMAP, "labels": {common.LABEL_ENVIRONMENT: self.name}},
+                "data": data}
+        self.record(Entry("ConfigMap", REGISTRATION_CONFIGMAP, namespace=plan.namespace))
+        if not configuration.create("ConfigMap", plan.namespace, body):
+            configuration.replace("ConfigMap", plan.namespace, REGISTRATION_CONFIGMAP, body)
+
+    def step_database(self, plan: Plan) -> dict[str, Any]:
+        self.enter("database")
+        if plan.adopt_database:
+            database.require_database(self.project, plan.server_name, plan.database)
+            adopted = {"server": plan.server_name, "name": plan.database, "strategy": "Adopted"}
+            self.write(database=adopted, conditions=self.conditions_with(
+                (common.CONDITION_DATABASE_READY, True, "Adopted", f"adopted existing database {plan.database}")))
+            return adopted
+        done = self.status.get("database") or {}
+        if done.get("name") == plan.database and done.get("strategy") and \
+                database.tagged_uid(self.project, plan.server_name, plan.database) == self.uid:
+            return dict(done)
+        self.record(Entry("Database", plan.database, server=plan.server_name))
+        last = [time.monotonic()]
+
+        def report(step: str, percent: int) -> None:
+            # At most one status write a second: progress must not flood the API server.
+            if time.monotonic() - last[0] >= 1.0:
+                last[0] = time.monotonic()
+                self.progress("database", 20 + percent * 60 // 100)
+
+        if plan.parent is None:
+            result = database.create_empty(self.project, plan.server_name, plan.database, self.uid)
+        else:
+            assert plan.source_server and plan.source_database and self.spec.mode
+            strategy = self.spec.database.strategy if self.spec.database else "Auto"
+            result = database.clone(self.project, source_server=plan.source_server,
+                                    source_database=plan.source_database, server=plan.server_name,
+                                    database=plan.database, mode=self.spec.mode, strategy=strategy,
+                                    uid=self.uid, progress=report)
+        self.event("DatabaseCloned" if plan.parent else "DatabaseCreated",
+                   f"database {plan.database} on {plan.server_name}: {result['strategy']}, "
+                   f"{result['bytes']} bytes in {result['seconds']}s")
+        db_status = {"server": plan.server_name, "name": plan.database, **result}
+        self.write(database=db_status, conditions=self.conditions_with(
+            (common.CONDITION_DATABASE_READY, True, "Cloned" if plan.parent else "Created",
+             f"database {plan.database} ready ({result['strategy']})")))
+        return db_status
+
+    def step_credentials(self, plan: Plan, server: database.ServerInfo) -> None:
+        self.enter("credentials")
+        if plan.adopt_database or plan.role is None:
+            return
+        secret_name = credentials_secret_name(self.name)
+        self.record(Entry("Role", plan.role, server=plan.server_name))
+        self.record(Entry("Secret", secret_name, namespace=plan.namespace))
+        existing = configuration.read("Secret", plan.namespace, secret_name)
+        if existing is None or not database.role_exists(self.project, plan.server_name, plan.role):
+            password = database.create_role(self.project, plan.server_name, plan.database, plan.role, self.uid)
+            body = database.credentials_secret(secret_name, server, plan.database, plan.role, password,
+                                               labels={common.LABEL_ENVIRONMENT: self.name})
+            if not configuration.create("Secret", plan.namespace, body):
+                configuration.replace("Secret", plan.namespace, secret_name, body)
+            self.event("CredentialsCreated", f"role {plan.role} and Secret {secret_name} created")
+        self.write(credentialsSecret=secret_name, conditions=self.conditions_with(
+            (common.CONDITION_CREDENTIALS_READY, True, "Created", f"Secret {secret_name} holds the credentials")))
+
+    def step_configuration(self, plan: Plan) -> None:
+        self.enter("configuration")
+        flags = self.spec.copy_flags.model_dump(by_alias=True) if self.spec.copy_flags else {}
+        if plan.parent is None:
+            return
+        source_ns = plan.parent["status"]["namespace"]
+        to_copy, never = config_copy.planned_copies(source_ns, flags)
+        report = config_copy.CopyReport(copied={flag: 0 for flag, on in flags.items() if on})
+        for kind, obj, category in to_copy:
+            name = obj["metadata"]["name"]
+            self.inject_fault(f"configuration/{category}")
+            self.record(Entry(kind, name, namespace=plan.namespace))
+            body, rotated = config_copy.copy_body(kind, obj, self.name, category)
+            if not configuration.create(kind, plan.namespace, body):
+                current = configuration.read(kind, plan.namespace, name) or {}
+                labels = (current.get("metadata") or {}).get("labels") or {}
+                if labels.get(common.LABEL_ENVIRONMENT) != self.name:
+                    raise StepFailed("configuration", "ConfigConflict",
+                                     f"{kind} {name} already exists in {plan.namespace} and is not a copy")
+            flag = config_copy.CATEGORY_FLAGS[category]
+            report.copied[flag] = report.copied.get(flag, 0) + 1
+            if rotated:
+                report.rotations.append({"secret": name, "keys": rotated})
+        for kind, obj in never:
+            name = obj["metadata"]["name"]
+            report.skipped.append({"kind": kind, "name": name, "reason": "auth providers are never copied"})
+            self.event("AuthProviderSkipped", f"{kind} {name} (auth-providers) is never copied to a branch")
+        copied_total = sum(report.copied.values())
+        if copied_total:
+            self.event("ConfigCopied", ", ".join(f"{k}: {v}" for k, v in sorted(report.copied.items())))
+        for rotation in report.rotations:
+            self.event("SecretRotated", f"Secret {rotation['secret']}: fresh values for {', '.join(rotation['keys'])}")
+        self.write(copied=report.copied, rotations=report.rotations, skipped=report.skipped,
+                   conditions=self.conditions_with((common.CONDITION_CONFIG_COPIED, True, "Copied",
+                                                    f"{copied_total} objects copied")))
+
+    # -- the whole branch ------------------------------------------------------------------------
+    def branch(self, retry: int) -> None:
+        try:
+            plan = self.plan()
+        except Waiting as wait:
+            self.set_phase(common.PHASE_PENDING, wait.reason, wait.message,
+                           (common.CONDITION_SOURCE_READY, False, wait.reason, wait.message))
+            raise
+        except Invalid as bad:
+            self.event(bad.reason, bad.message, warning=True)
+            self.set_phase(common.PHASE_FAILED, bad.reason, bad.message, observedGeneration=self.generation)
+            return
+        self.set_phase(common.PHASE_BRANCHING, "Branching", "branching", (
+            common.CONDITION_SOURCE_READY, True, "SourceActive",
+            f"source {self.spec.source} is Active" if self.spec.source else "root environment"),
+            parent=self.spec.source, branchMode=self.spec.mode, namespace=plan.namespace)
+        step = "namespace"
+        try:
+            self.step_namespace(plan)
+            server = database.server_info(self.project, plan.server_name)
+            step = "database"
+            self.step_database(plan)
+            step = "credentials"
+            self.step_credentials(plan, server)
+            self.registration(plan, server)
+            step = "configuration"
+            self.step_configuration(plan)
+        except Transient as exc:
+            if retry < MAX_TRANSIENT_RETRIES:
+                self.event("Retrying", f"step {exc.step}: {exc.message}", warning=True)
+                raise
+            self.fail_and_roll_back(exc.step, exc.reason, f"{exc.message} (gave up after {retry} retries)")
+            return
+        except StepFailed as exc:
+            self.fail_and_roll_back(exc.step, exc.reason, exc.message)
+            return
+        except Exception as exc:
+            if database.is_transient(exc) and retry < MAX_TRANSIENT_RETRIES:
+                raise Transient(step, type(exc).__name__, database.describe(exc)) from exc
+            self.fail_and_roll_back(step, "Error", database.describe(exc))
+            return
+        self.activate(plan)
+
+    def activate(self, plan: Plan) -> None:
+        fields: dict[str, Any] = {"branchedAt": self.status.get("branchedAt") or now_rfc3339(),
+                                  "progress": {"step": "done", "percent": 100},
+                                  "observedGeneration": self.generation}
+        if self.spec.ttl:
+            created = dt.datetime.fromisoformat(self.body["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+            fields["expiresAt"] = (created + parse_ttl(self.spec.ttl)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        what = f"branched from {self.spec.source} ({self.spec.mode})" if self.spec.source else "root environment"
+        self.set_phase(common.PHASE_ACTIVE, "Active", what, **fields)
+        self.event("Active", f"environment is Active: {what}")
+
+    def fail_and_roll_back(self, step: str, reason: str, message: str) -> None:
+        self.event("StepFailed", f"step {step} failed: {message}; rolling back", warning=True)
+        failed_cond = _STEP_CONDITION.get(step)
+        extra = [(failed_cond, False, reason, message)] if failed_cond else []
+        self.set_phase(common.PHASE_BRANCHING, reason, f"rolling back after step {step} failed: {message}",
+                       *extra)
+        remove_inventory(self)
+        self.set_phase(common.PHASE_FAILED, reason, f"step {step} failed: {message}; rolled back",
+                       observedGeneration=self.generation, progress={"step": step, "percent": 100})
+        self.event("RolledBack", f"everything created for this environment was removed ({reason})", warning=True)
+
+
+MAX_TRANSIENT_RETRIES = 5
+
+
+def remove_inventory(run: EnvironmentRun) -> None:
+    """Remove what the inventory lists, newest first, verifying each is gone; then clear it."""
+    for entry in reversed(entries(run.status)):
+        remove_entry(run, entry)
+        remaining = [e.as_dict() for e in entries(run.status) if e != entry]
+        run.write(inventory=remaining)
+
+
+def remove_entry(run: EnvironmentRun, entry: Entry) -> None:
+    if entry.kind == "Namespace":
+        ns = namespaces.read_namespace(entry.name)
+        if ns is not None and (ns.metadata.labels or {}).get(common.LABEL_UID) == run.uid:
+            namespaces.delete_namespace(entry.name)
+            database.wait_for(lambda: namespaces.namespace_gone(entry.name), f"namespace {entry.name} to go")
+    elif entry.kind in ("ConfigMap", "Secret"):
+        assert entry.namespace
+        kind: configuration.Kind = "ConfigMap" if entry.kind == "ConfigMap" else "Secret"
+        obj = configuration.read(kind, entry.namespace, entry.name)
+        labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+        if obj is not None and labels.get(common.LABEL_ENVIRONMENT) == run.name:
+            configuration.delete(kind, entry.namespace, entry.name)
+            database.wait_for(lambda: configuration.gone(kind, entry.namespace or "", entry.name),
+                              f"{entry.describe()} to go")
+    elif entry.kind == "Database":
+        assert entry.server
+        database.drop_database(run.project, entry.server, entry.name, run.uid)
+    elif entry.kind == "Role":
+        assert entry.server
+        database.drop_role(run.project, entry.server, entry.name, run.uid)
+
+
+def reconcile_environment(body: dict[str, Any], retry: int) -> None:
+    """Create, resume and update all land here; an Active, observed object is left alone."""
+    run = EnvironmentRun(body)
+    phase = run.status.get("phase")
+    observed = run.status.get("observedGeneration") == run.generation
+    if phase == common.PHASE_ACTIVE:
+        if not observed:
+            # Only displayName can change on an Active environment (the rest is immutable).
+            try:
+                run.check_display_name()
+            except Invalid as bad:
+                run.event(bad.reason, bad.message, warning=True)
+                run.write(conditions=run.conditions_with((common.CONDITION_READY, True, bad.reason, bad.message)))
+                return
+            run.write(observedGeneration=run.generation)
+        return
+    if phase == common.PHASE_FAILED:
+        token = run.annotations.get(common.ANNOTATION_RETRY)
+        if observed and (not token or token == run.status.get("lastRetry")):
+            return
+        run.write(lastRetry=token)
+        run.event("Retrying", "branching again (envbranch.io/retry or a spec change)")
+    run.branch(retry)
+
+
+def delete_environment(body: dict[str, Any]) -> None:
+    """The finalizer: with Delete, remove what this environment created and wait until it is gone."""
+    run = EnvironmentRun(body)
+    policy = run.spec.effective_deletion_policy()
+    if policy == "Retain":
+        run.event("Retained", "deletionPolicy Retain: the database and namespace are kept")
+        return
+    if run.status.get("phase") != common.PHASE_DELETING:
+        run.set_phase(common.PHASE_DELETING, "Deleting", "removing the database, role and namespace")
+        run.event("Deleting", "removing the database, role and namespace")
+    remove_inventory(run)
+    run.event("Deleted", "database, role and namespace removed")

@@ -1,0 +1,47 @@
+"""The orphan reaper: databases and roles tagged with an Environment UID that no Environment has."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from envbranch import settings
+from envbranch.branching import database
+from envbranch.kube import events, resources
+
+log = logging.getLogger(__name__)
+
+_first_seen: dict[tuple[str, str, str, str], float] = {}
+_lock = threading.Lock()
+
+
+def reap_orphans(server_body: dict[str, Any]) -> list[str]:
+    """Drop tagged objects whose UID matches no Environment, once they have been orphans for the
+    grace period (a UID seen again is forgotten). Returns what was dropped."""
+    meta = server_body["metadata"]
+    project, server = meta["namespace"], meta["name"]
+    live = {e["metadata"]["uid"] for e in resources.list_in(resources.ENVIRONMENTS)}
+    now = time.monotonic()
+    dropped: list[str] = []
+    tagged = database.find_tagged(project, server)
+    with _lock:
+        for kind, name, uid in tagged:
+            key = (project, server, kind, name)
+            if uid in live:
+                _first_seen.pop(key, None)
+                continue
+            first = _first_seen.setdefault(key, now)
+            if now - first < settings.current.reaper_grace:
+                continue
+            if kind == "database":
+                database.drop_database(project, server, name, uid)
+            else:
+                database.drop_role(project, server, name, uid)
+            _first_seen.pop(key, None)
+            dropped.append(f"{kind} {name}")
+    for what in dropped:
+        events.emit(server_body, "OrphanReaped", f"dropped orphan {what} (its Environment no longer exists)")
+        log.info("reaped orphan %s on %s/%s", what, project, server)
+    return dropped

@@ -1,0 +1,103 @@
+"""Kopf registrations only: each handler delegates to branching/ and maps its outcomes onto Kopf."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import kopf
+
+from envbranch import settings
+from envbranch.api import common
+from envbranch.api.environment import parse_ttl
+from envbranch.branching import environment, reaper, servers
+from envbranch.branching.errors import Transient, Waiting
+from envbranch.kube import events, resources
+
+_registry = kopf.OperatorRegistry()
+ENVIRONMENTS = (common.GROUP, common.VERSION, "environments")
+DATABASESERVERS = (common.GROUP, common.VERSION, "databaseservers")
+
+
+def registry() -> kopf.OperatorRegistry:
+    return _registry
+
+
+@kopf.on.login(registry=_registry)
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a Pod, the service account; elsewhere, the kubeconfig (what `kubernetes` itself would pick)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.startup(registry=_registry)
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    from envbranch import settings as ours
+
+    settings.persistence.finalizer = common.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=common.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=common.GROUP, key="last-handled-configuration")
+    settings.posting.level = logging.WARNING  # our own Events tell each step
+    settings.execution.max_workers = max(2, ours.current.concurrency)
+    settings.batching.worker_limit = max(2, ours.current.concurrency)
+    if ours.current.metrics_port:
+        from envbranch import metrics
+
+        metrics.serve(ours.current.metrics_port)
+
+
+@contextlib.contextmanager
+def kopf_outcomes(retry: int) -> Iterator[None]:
+    """Waiting and Transient become Kopf retries: waits at their own pace, faults with backoff."""
+    try:
+        yield
+    except Waiting as wait:
+        raise kopf.TemporaryError(wait.message, delay=wait.delay) from None
+    except Transient as exc:
+        raise kopf.TemporaryError(f"step {exc.step}: {exc.message}", delay=min(2 ** retry, 60)) from None
+
+
+@kopf.on.resume(*ENVIRONMENTS, registry=_registry)
+@kopf.on.create(*ENVIRONMENTS, registry=_registry)
+@kopf.on.update(*ENVIRONMENTS, registry=_registry)
+def reconcile_environment(body: kopf.Body, retry: int, **_: Any) -> None:
+    with kopf_outcomes(retry):
+        environment.reconcile_environment(dict(body), retry)
+
+
+@kopf.on.delete(*ENVIRONMENTS, registry=_registry)
+def delete_environment(body: kopf.Body, retry: int, **_: Any) -> None:
+    with kopf_outcomes(retry):
+        environment.delete_environment(dict(body))
+
+
+@kopf.daemon(*ENVIRONMENTS, registry=_registry, cancellation_timeout=5,
+             when=lambda spec, **_: bool(spec.get("ttl")))
+def expire_environment(body: kopf.Body, spec: kopf.Spec, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    meta = body["metadata"]
+    created = dt.datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00"))
+    remaining = (created + parse_ttl(spec["ttl"]) - dt.datetime.now(dt.UTC)).total_seconds()
+    if stopped.wait(max(remaining, 0)):
+        return
+    events.emit(dict(body), "Expired", f"ttl {spec['ttl']} has passed: deleting the environment")
+    resources.delete(resources.ENVIRONMENTS, meta["namespace"], meta["name"])
+
+
+@kopf.on.resume(*DATABASESERVERS, registry=_registry)
+@kopf.on.create(*DATABASESERVERS, registry=_registry)
+@kopf.on.update(*DATABASESERVERS, registry=_registry)
+def probe_server(body: kopf.Body, **_: Any) -> None:
+    servers.probe_server(dict(body))
+
+
+@kopf.timer(*DATABASESERVERS, registry=_registry, interval=settings.current.probe_interval)
+def reprobe_server(body: kopf.Body, **_: Any) -> None:
+    servers.probe_server(dict(body))
+
+
+@kopf.timer(*DATABASESERVERS, registry=_registry, interval=settings.current.reaper_interval)
+def reap_orphans(body: kopf.Body, **_: Any) -> None:
+    reaper.reap_orphans(dict(body))

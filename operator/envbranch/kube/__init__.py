@@ -1,0 +1,1 @@
+"""Every Kubernetes API call envbranch makes lives in this package."""

@@ -1,0 +1,58 @@
+"""The one API client: in-cluster credentials when running in a Pod, else the kubeconfig."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+_lock = threading.Lock()
+_client: client.ApiClient | None = None
+T = TypeVar("T")
+
+
+def api_client() -> client.ApiClient:
+    global _client
+    with _lock:
+        if _client is None:
+            cfg = client.Configuration()
+            try:
+                config.load_incluster_config(client_configuration=cfg)
+            except config.ConfigException:
+                config.load_kube_config(client_configuration=cfg)
+            # Threads of the handler pool share it; the default pool of 4 would serialise them.
+            cfg.connection_pool_maxsize = 32
+            _client = client.ApiClient(cfg)
+        return _client
+
+
+def core() -> client.CoreV1Api:
+    return client.CoreV1Api(api_client())
+
+
+def custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client())
+
+
+def is_status(exc: BaseException, *codes: int) -> bool:
+    return isinstance(exc, ApiException) and exc.status in codes
+
+
+def get_or_none(read: Callable[[], T]) -> T | None:
+    """The object, or None when the API says 404."""
+    try:
+        return read()
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Conflicts, throttling and server errors are worth retrying; other API errors are not."""
+    if isinstance(exc, ApiException):
+        return exc.status in (409, 429) or exc.status >= 500 or exc.status == 0
+    return isinstance(exc, (ConnectionError, TimeoutError, OSError))

@@ -1,0 +1,25 @@
+"""Namespaces: the runtime home of an environment."""
+
+from __future__ import annotations
+
+from kubernetes import client
+
+from envbranch.kube.client import core, get_or_none
+
+
+def read_namespace(name: str) -> client.V1Namespace | None:
+    return get_or_none(lambda: core().read_namespace(name))
+
+
+def create_namespace(name: str, labels: dict[str, str]) -> client.V1Namespace:
+    return core().create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
+
+
+def delete_namespace(name: str) -> None:
+    """Ask for deletion; the namespace controller finishes it (see namespace_gone)."""
+    if read_namespace(name) is not None:
+        get_or_none(lambda: core().delete_namespace(name, propagation_policy="Background"))
+
+
+def namespace_gone(name: str) -> bool:
+    return read_namespace(name) is None

@@ -1,0 +1,44 @@
+"""The two custom resources through the API: reads, status patches, deletes."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from envbranch.api.common import GROUP, VERSION
+from envbranch.kube.client import core, custom, get_or_none
+
+ENVIRONMENTS = "environments"
+DATABASESERVERS = "databaseservers"
+
+
+def get(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    return get_or_none(lambda: custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
+
+
+def list_in(plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    if namespace is None:
+        result = custom().list_cluster_custom_object(GROUP, VERSION, plural)
+    else:
+        result = custom().list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+    return list(result.get("items", []))
+
+
+def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    """JSON merge patch of .status: lists (conditions, inventory) are replaced whole."""
+    return dict(custom().patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, plural, name, {"status": status},
+        _content_type="application/merge-patch+json"))
+
+
+def delete(plural: str, namespace: str, name: str) -> None:
+    get_or_none(lambda: custom().delete_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
+
+
+def read_secret_values(namespace: str, name: str, keys: tuple[str, ...]) -> dict[str, str] | None:
+    """Decoded values of `keys` of a Secret, None when the Secret is missing. Never logged."""
+    secret = get_or_none(lambda: core().read_namespaced_secret(name, namespace))
+    if secret is None:
+        return None
+    data = secret.data or {}
+    return {k: base64.b64decode(data[k]).decode() for k in keys if k in data}

@@ -1,0 +1,49 @@
+"""The operator's entry point: `python -m envbranch` and `envbranch operator`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+
+from envbranch import settings
+
+
+def parse_args(argv: Sequence[str] | None = None) -> settings.OperatorSettings:
+    p = argparse.ArgumentParser(prog="envbranch-operator", description="Run the envbranch operator.")
+    p.add_argument("-n", "--namespace", action="append", default=[],
+                   help="watch only this namespace (repeatable); default: all namespaces")
+    p.add_argument("--peering", action="store_true",
+                   help="coordinate with other replicas through a Kopf peering object (HA)")
+    p.add_argument("--peering-name", default="envbranch")
+    p.add_argument("--liveness", default=os.environ.get("ENVBRANCH_LIVENESS"),
+                   help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    p.add_argument("--metrics-port", type=int, default=int(os.environ.get("ENVBRANCH_METRICS_PORT", "0")) or None)
+    p.add_argument("--concurrency", type=int, default=int(os.environ.get("ENVBRANCH_CONCURRENCY", "8")),
+                   help="how many environments are reconciled at once")
+    p.add_argument("--json-logs", action="store_true", default=os.environ.get("ENVBRANCH_JSON_LOGS") == "1")
+    a = p.parse_args(argv)
+    return settings.OperatorSettings(
+        namespaces=tuple(a.namespace), standalone=not a.peering, peering_name=a.peering_name,
+        liveness_endpoint=a.liveness, metrics_port=a.metrics_port, concurrency=a.concurrency,
+        json_logs=a.json_logs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import kopf
+
+    opts = parse_args(argv)
+    settings.configure(opts)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from envbranch import handlers  # registers the handlers with Kopf's default registry
+
+    kopf.run(
+        registry=handlers.registry(),
+        standalone=opts.standalone,
+        peering_name=None if opts.standalone else opts.peering_name,
+        clusterwide=not opts.namespaces,
+        namespaces=list(opts.namespaces),
+        liveness_endpoint=opts.liveness_endpoint,
+    )
+    return 0

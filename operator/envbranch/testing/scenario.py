@@ -1,0 +1,96 @@
+"""A project with a DatabaseServer and a production root, as the demo and the e2e tests build it."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+
+from envbranch.api.common import GROUP, VERSION
+from envbranch.testing.postgres import Postgres
+from envbranch.testing.processes import wait_until
+from envbranch.testing.sample_app import apply_shop_configuration, create_shop_database
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+@dataclass
+class Project:
+    api: client.ApiClient
+    namespace: str
+    pg: Postgres
+    server: str = "main"
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api)
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
+
+    def create_server(self, name: str = "main", password: str | None = None) -> None:
+        self.core.create_namespaced_secret(self.namespace, {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-admin"},
+            "data": {"username": _b64(self.pg.admin.user), "password": _b64(password or self.pg.admin.password)}})
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "databaseservers", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "DatabaseServer", "metadata": {"name": name},
+            "spec": {"host": self.pg.host, "port": self.pg.port, "sslMode": "disable",
+                     "adminSecretRef": {"name": f"{name}-admin"}}})
+
+    def server_status(self, name: str = "main") -> dict[str, Any]:
+        obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "databaseservers", name)
+        return dict(obj.get("status") or {})
+
+    def wait_server_ready(self, name: str = "main", timeout: float = 60) -> None:
+        wait_until(lambda: any(c["type"] == "Ready" and c["status"] == "True"
+                               for c in self.server_status(name).get("conditions") or []),
+                   timeout=timeout, what=f"DatabaseServer {name} to be Ready")
+
+    def apply_env(self, name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None) -> None:
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "environments", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Environment",
+            "metadata": {"name": name, "annotations": annotations or {}}, "spec": spec})
+
+    def env(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "environments",
+                                                                 name))
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict((self.env(name) or {}).get("status") or {})
+
+    def wait_phase(self, name: str, *phases: str, timeout: float = 120) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            status = self.status(name)
+            return status if status.get("phase") in phases else None
+
+        return wait_until(reached, timeout=timeout,
+                          what=f"Environment {name} to reach {'/'.join(phases)} (now {self.status(name)})")
+
+    def delete_env(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, "environments", name)
+
+    def wait_gone(self, name: str, timeout: float = 120) -> None:
+        wait_until(lambda: self.env(name) is None, timeout=timeout, what=f"Environment {name} to be gone")
+
+    def setup_production(self, dbname: str, namespace: str) -> list[dict[str, Any]]:
+        """The production app: database, namespace with configuration, and its adopting root."""
+        create_shop_database(self.pg, dbname)
+        self.create_namespace(namespace)
+        objects = apply_shop_configuration(self.api, namespace)
+        self.apply_env("production", {"displayName": "Production", "namespace": namespace,
+                                      "database": {"serverRef": self.server, "name": dbname}})
+        self.wait_phase("production", "Active")
+        return objects

@@ -1,0 +1,61 @@
+"""The operator as a subprocess against the real control plane and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from envbranch.testing.controlplane import ControlPlane
+from envbranch.testing.crds import install_crds
+from envbranch.testing.operator import OperatorProcess
+from envbranch.testing.postgres import Postgres
+from envbranch.testing.scenario import Project
+
+# Short timers so expiry, re-probes and the reaper happen within a test's patience.
+OPERATOR_ENV = {
+    "ENVBRANCH_FAULT_INJECTION": "1", "ENVBRANCH_PROBE_INTERVAL": "2", "ENVBRANCH_REAPER_INTERVAL": "2",
+    "ENVBRANCH_REAPER_GRACE": "1", "ENVBRANCH_SOURCE_WAIT": "1",
+}
+
+
+@pytest.fixture(scope="session")
+def operator(controlplane: ControlPlane, k8s: client.ApiClient, postgres: Postgres,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    install_crds(k8s)
+    log = Path(tmp_path_factory.mktemp("operator")) / "operator.log"
+    op = OperatorProcess(controlplane.kubeconfig, log, env=OPERATOR_ENV)
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+@pytest.fixture
+def project(operator: OperatorProcess, k8s: client.ApiClient, postgres: Postgres) -> Project:
+    """A fresh project namespace with a Ready DatabaseServer `main`."""
+    proj = Project(k8s, f"p-{uuid.uuid4().hex[:6]}", postgres)
+    proj.create_namespace(proj.namespace)
+    proj.create_server()
+    proj.wait_server_ready()
+    return proj
+
+
+@pytest.fixture
+def shop(project: Project) -> Project:
+    """`project` plus the production root adopting a sample database and configured namespace."""
+    project.setup_production(f"shop_{project.namespace.replace('-', '_')}", f"{project.namespace}-prod")
+    return project
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    op = item.funcargs.get("operator") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(op, OperatorProcess):
+        report.sections.append(("operator log (last 120 lines)", "\n".join(op.log().splitlines()[-120:])))

@@ -1,0 +1,87 @@
+"""Each rule of the design, end to end: the operator as a subprocess, real API server, real PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+
+import psycopg
+import pytest
+
+from envbranch.testing.postgres import Role
+from envbranch.testing.sample_app import row_counts
+from envbranch.testing.scenario import Project
+
+ALL_FLAGS = {"fileProviders": True, "gatewayRoutes": True, "securityConfig": True, "environmentVariables": True}
+
+
+def _secret(project: Project, ns: str, name: str) -> dict[str, str]:
+    data = project.core.read_namespaced_secret(name, ns).data or {}
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+def _names(project: Project, ns: str) -> set[str]:
+    cms = {c.metadata.name for c in project.core.list_namespaced_config_map(ns).items}
+    secrets = {s.metadata.name for s in project.core.list_namespaced_secret(ns).items}
+    return (cms | secrets) - {"kube-root-ca.crt"}
+
+
+def test_full_branch_with_every_copy_flag(shop: Project) -> None:
+    shop.apply_env("staging", {"source": "production", "mode": "Full", "copy": ALL_FLAGS})
+    status = shop.wait_phase("staging", "Active", "Failed")
+    assert status["phase"] == "Active", status
+    ns = status["namespace"]
+    assert ns == f"{shop.namespace}-staging"
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "True", "SourceReady": "True", "DatabaseReady": "True", "CredentialsReady": "True",
+        "ConfigCopied": "True", "Stalled": "False", "Reconciling": "False"}
+    assert status["database"]["strategy"] in ("Template", "Dump")
+    src_db = f"shop_{shop.namespace.replace('-', '_')}"
+    assert row_counts(shop.pg, status["database"]["name"]) == row_counts(shop.pg, src_db)
+    # Configuration: everything but the auth provider, with the credentials and registration.
+    assert _names(shop, ns) == {"uploads", "invoices", "routes", "webhooks", "cors", "oauth-shop-web", "app-env",
+                                "app-secrets", "staging-db", "envbranch-environment"}
+    assert status["copied"] == {"fileProviders": 2, "gatewayRoutes": 2, "securityConfig": 2,
+                                "environmentVariables": 2}
+    assert status["skipped"] == [
+        {"kind": "Secret", "name": "google-login", "reason": "auth providers are never copied"}]
+    # Rotated keys differ and are listed; other keys are copied as they are.
+    prod_ns = f"{shop.namespace}-prod"
+    assert sorted(status["rotations"], key=lambda r: r["secret"]) == [
+        {"secret": "oauth-shop-web", "keys": ["client-secret"]}, {"secret": "webhooks", "keys": ["signing-secret"]}]
+    src, copy = _secret(shop, prod_ns, "webhooks"), _secret(shop, ns, "webhooks")
+    assert copy["signing-secret"] != src["signing-secret"] and copy["url"] == src["url"]
+    # New provider ids, the old kept; GitOps tracking dropped.
+    uploads = shop.core.read_namespaced_config_map("uploads", ns).metadata
+    assert uploads.labels["envbranch.io/copied-from-id"] == "11111111-1111-4111-8111-111111111111"
+    assert uploads.labels["envbranch.io/provider-id"] != "11111111-1111-4111-8111-111111111111"
+    assert "app.kubernetes.io/instance" not in uploads.labels
+    assert not any(k.startswith("argocd.argoproj.io/") for k in uploads.annotations or {})
+    assert uploads.annotations["envbranch.io/copied-from"] == f"{prod_ns}/uploads"
+    # The credentials work on the branch and nowhere else.
+    creds = _secret(shop, ns, "staging-db")
+    assert set(creds) == {"username", "password", "host", "port", "dbname", "uri", "jdbc-uri", "pgpass"}
+    role = Role(creds["username"], creds["password"])
+    with shop.pg.connect(creds["dbname"], role=role) as conn:
+        conn.execute("INSERT INTO products (sku, title, price_cents) VALUES ('new', 'New', 1)")
+    with psycopg.connect(creds["uri"]) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (creds["username"],)
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        shop.pg.connect(src_db, role=role)
+
+
+def test_system_branch_copies_schema_and_only_environment_variables(shop: Project) -> None:
+    shop.apply_env("feature-x", {"source": "production", "mode": "System", "copy": {"environmentVariables": True}})
+    status = shop.wait_phase("feature-x", "Active", "Failed")
+    assert status["phase"] == "Active", status
+    assert status["database"]["strategy"] == "Dump"
+    assert set(row_counts(shop.pg, status["database"]["name"]).values()) == {0}
+    assert _names(shop, status["namespace"]) == {"app-env", "app-secrets", "feature-x-db", "envbranch-environment"}
+    assert status["copied"] == {"environmentVariables": 2}
+    assert status.get("rotations") == []
+
+
+def test_no_copy_flags_copy_nothing(shop: Project) -> None:
+    shop.apply_env("bare", {"source": "production", "mode": "System"})
+    status = shop.wait_phase("bare", "Active", "Failed")
+    assert status["phase"] == "Active", status
+    assert _names(shop, status["namespace"]) == {"bare-db", "envbranch-environment"}
