@@ -20,6 +20,7 @@ from envbranch.kube import events, resources
 _registry = kopf.OperatorRegistry()
 ENVIRONMENTS = (common.GROUP, common.VERSION, "environments")
 DATABASESERVERS = (common.GROUP, common.VERSION, "databaseservers")
+KOPF_PREFIX = f"operator.{common.GROUP}"
 
 
 def registry() -> kopf.OperatorRegistry:
@@ -37,9 +38,11 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     from envbranch import settings as ours
 
     settings.persistence.finalizer = common.FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=common.GROUP)
+    # Kopf ignores changes to annotations under its storage prefix; a prefix of its own keeps
+    # user-facing ones (envbranch.io/retry) visible to the update handler.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=common.GROUP, key="last-handled-configuration")
+        prefix=KOPF_PREFIX, key="last-handled-configuration")
     settings.posting.level = logging.WARNING  # our own Events tell each step
     settings.execution.max_workers = max(2, ours.current.concurrency)
     settings.batching.worker_limit = max(2, ours.current.concurrency)

@@ -85,14 +85,15 @@ class EnvironmentRun:
         return conds
 
     def set_phase(self, phase: str, reason: str, message: str, *extra: tuple[str, bool, str, str],
-                  **fields: Any) -> None:
+                  settled: bool = True, **fields: Any) -> None:
+        """Phase plus the kstatus trio: Ready, Reconciling (work under way), Stalled (failed, settled)."""
         ready = phase == common.PHASE_ACTIVE
+        busy = not settled or phase in (common.PHASE_PENDING, common.PHASE_BRANCHING, common.PHASE_DELETING)
         conds = self.conditions_with(
             *extra,
             (common.CONDITION_READY, ready, reason, message),
-            (common.CONDITION_RECONCILING, phase in (common.PHASE_PENDING, common.PHASE_BRANCHING,
-                                                      common.PHASE_DELETING), reason, message),
-            (common.CONDITION_STALLED, phase == common.PHASE_FAILED, reason, message),
+            (common.CONDITION_RECONCILING, busy, reason, message),
+            (common.CONDITION_STALLED, phase == common.PHASE_FAILED and settled, reason, message),
         )
         self.write(phase=phase, conditions=conds, **fields)
 
@@ -368,20 +369,38 @@ class EnvironmentRun:
         self.event("StepFailed", f"step {step} failed: {message}; rolling back", warning=True)
         failed_cond = _STEP_CONDITION.get(step)
         extra = [(failed_cond, False, reason, message)] if failed_cond else []
-        self.set_phase(common.PHASE_BRANCHING, reason, f"rolling back after step {step} failed: {message}",
-                       *extra)
-        remove_inventory(self)
-        self.set_phase(common.PHASE_FAILED, reason, f"step {step} failed: {message}; rolled back",
-                       observedGeneration=self.generation, progress={"step": step, "percent": 100})
+        # Failed first: a crash during the rollback resumes the rollback, never the branch.
+        self.set_phase(common.PHASE_FAILED, reason, f"step {step} failed: {message}; rolling back", *extra,
+                       settled=False, observedGeneration=self.generation, progress={"step": step, "percent": 100})
+        self.roll_back()
+
+    def roll_back(self) -> None:
+        """Remove the inventory; a removal that fails is retried with backoff until it succeeds."""
+        try:
+            remove_inventory(self)
+        except Transient:
+            raise
+        except Exception as exc:
+            raise Transient("rollback", "RollbackIncomplete", database.describe(exc)) from exc
+        ready = next((c for c in self.status.get("conditions") or [] if c.get("type") == common.CONDITION_READY), {})
+        reason = str(ready.get("reason") or "Failed")
+        message = str(ready.get("message") or "failed").replace("; rolling back", "; rolled back")
+        self.set_phase(common.PHASE_FAILED, reason, message)
         self.event("RolledBack", f"everything created for this environment was removed ({reason})", warning=True)
 
 
 MAX_TRANSIENT_RETRIES = 5
 
 
+def removal_order(items: list[Entry]) -> list[Entry]:
+    """Newest first, except that roles go last: a role cannot be dropped while it owns a database."""
+    newest_first = list(reversed(items))
+    return [e for e in newest_first if e.kind != "Role"] + [e for e in newest_first if e.kind == "Role"]
+
+
 def remove_inventory(run: EnvironmentRun) -> None:
-    """Remove what the inventory lists, newest first, verifying each is gone; then clear it."""
-    for entry in reversed(entries(run.status)):
+    """Remove what the inventory lists, verifying each is gone, dropping each entry once it is."""
+    for entry in removal_order(entries(run.status)):
         remove_entry(run, entry)
         remaining = [e.as_dict() for e in entries(run.status) if e != entry]
         run.write(inventory=remaining)
@@ -427,6 +446,9 @@ def reconcile_environment(body: dict[str, Any], retry: int) -> None:
             run.write(observedGeneration=run.generation)
         return
     if phase == common.PHASE_FAILED:
+        if run.status.get("inventory"):
+            run.roll_back()
+            return
         token = run.annotations.get(common.ANNOTATION_RETRY)
         if observed and (not token or token == run.status.get("lastRetry")):
             return
@@ -445,5 +467,10 @@ def delete_environment(body: dict[str, Any]) -> None:
     if run.status.get("phase") != common.PHASE_DELETING:
         run.set_phase(common.PHASE_DELETING, "Deleting", "removing the database, role and namespace")
         run.event("Deleting", "removing the database, role and namespace")
-    remove_inventory(run)
+    try:
+        remove_inventory(run)
+    except Transient:
+        raise
+    except Exception as exc:
+        raise Transient("deletion", "DeletionIncomplete", database.describe(exc)) from exc
     run.event("Deleted", "database, role and namespace removed")

@@ -79,6 +79,15 @@ class Project:
         return wait_until(reached, timeout=timeout,
                           what=f"Environment {name} to reach {'/'.join(phases)} (now {self.status(name)})")
 
+    def wait_stalled(self, name: str, timeout: float = 120) -> dict[str, Any]:
+        """Failed and settled: the rollback finished (kstatus Stalled=True)."""
+        def stalled() -> dict[str, Any] | None:
+            status = self.status(name)
+            conds = {c["type"]: c["status"] for c in status.get("conditions") or []}
+            return status if status.get("phase") == "Failed" and conds.get("Stalled") == "True" else None
+
+        return wait_until(stalled, timeout=timeout, what=f"Environment {name} to fail and finish its rollback")
+
     def delete_env(self, name: str) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, "environments", name)
 

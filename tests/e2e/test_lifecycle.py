@@ -1,0 +1,168 @@
+"""Waiting, failures with rollback, retry, deletion, expiry, the reaper and idleness, end to end."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import yaml
+from kubernetes import client, watch
+
+from envbranch import postgres as engine
+from envbranch.api.common import GROUP, VERSION
+from envbranch.testing.controlplane import ControlPlane
+from envbranch.testing.processes import wait_until
+from envbranch.testing.scenario import Project
+
+
+def _server(project: Project) -> engine.Server:
+    return engine.Server(project.pg.host, project.pg.port, project.pg.admin.user, project.pg.admin.password)
+
+
+def _tagged_with(project: Project, uid: str) -> list[engine.Tagged]:
+    return [t for t in engine.find_tagged(_server(project)) if t.uid == uid]
+
+
+def _namespace_exists(project: Project, name: str) -> bool:
+    try:
+        project.core.read_namespace(name)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def _assert_nothing_left(project: Project, name: str, uid: str) -> None:
+    ns = f"{project.namespace}-{name}"
+    wait_until(lambda: not _namespace_exists(project, ns), timeout=60, what=f"namespace {ns} to be gone")
+    assert _tagged_with(project, uid) == []
+
+
+def test_waits_for_a_missing_source_then_branches(project: Project) -> None:
+    project.apply_env("early", {"source": "production", "mode": "System"})
+    status = project.wait_phase("early", "Pending")
+    source = next(c for c in status["conditions"] if c["type"] == "SourceReady")
+    assert source["status"] == "False" and source["reason"] == "SourceNotFound"
+    assert not _namespace_exists(project, f"{project.namespace}-early")
+    project.setup_production(f"shop_{project.namespace.replace('-', '_')}", f"{project.namespace}-prod")
+    assert project.wait_phase("early", "Active", "Failed")["phase"] == "Active"
+
+
+@pytest.mark.parametrize("step", ["namespace", "database", "credentials", "configuration",
+                                  "configuration/gateway-routes"])
+def test_a_failure_at_each_step_rolls_everything_back(shop: Project, step: str) -> None:
+    name = f"fail-{step.replace('/', '-')}"
+    shop.apply_env(name, {"source": "production", "mode": "Full", "copy": {"gatewayRoutes": True}},
+                   annotations={"envbranch.io/inject-fault": step})
+    status = shop.wait_stalled(name)
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["Ready"]["status"] == "False" and conds["Stalled"]["status"] == "True"
+    assert conds["Stalled"]["reason"] == "InjectedFault"
+    assert f"step {step} failed" in conds["Stalled"]["message"]
+    assert status.get("inventory") in (None, [])
+    uid = (shop.env(name) or {})["metadata"]["uid"]
+    _assert_nothing_left(shop, name, uid)
+
+
+def test_a_namespace_that_is_not_ours_is_never_touched(shop: Project) -> None:
+    shop.create_namespace(f"{shop.namespace}-taken", labels={"team": "someone-else"})
+    shop.apply_env("taken", {"source": "production", "mode": "System"})
+    status = shop.wait_stalled("taken")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "NamespaceConflict"
+    assert _namespace_exists(shop, f"{shop.namespace}-taken")
+    assert _tagged_with(shop, (shop.env("taken") or {})["metadata"]["uid"]) == []
+
+
+def test_retry_annotation_runs_a_failed_branch_again(shop: Project) -> None:
+    shop.apply_env("again", {"source": "production", "mode": "System"},
+                   annotations={"envbranch.io/inject-fault": "credentials"})
+    shop.wait_stalled("again")
+    shop.custom.patch_namespaced_custom_object(GROUP, VERSION, shop.namespace, "environments", "again", {
+        "metadata": {"annotations": {"envbranch.io/inject-fault": None, "envbranch.io/retry": "1"}}})
+    assert shop.wait_phase("again", "Active", timeout=120)["lastRetry"] == "1"
+
+
+def test_display_names_are_unique_in_a_project(shop: Project) -> None:
+    shop.apply_env("first", {"source": "production", "mode": "System", "displayName": "Shared_Name"})
+    shop.wait_phase("first", "Active")
+    shop.apply_env("second", {"source": "production", "mode": "System", "displayName": "shared_name"})
+    status = shop.wait_stalled("second")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "DisplayNameTaken" and "first" in ready["message"]
+    assert not _namespace_exists(shop, f"{shop.namespace}-second")
+
+
+def test_delete_removes_database_role_and_namespace(shop: Project) -> None:
+    shop.apply_env("doomed", {"source": "production", "mode": "Full"})
+    status = shop.wait_phase("doomed", "Active")
+    uid = (shop.env("doomed") or {})["metadata"]["uid"]
+    assert {t.kind for t in _tagged_with(shop, uid)} == {"database", "role"}
+    shop.delete_env("doomed")
+    shop.wait_gone("doomed")
+    assert not _namespace_exists(shop, status["namespace"])
+    assert _tagged_with(shop, uid) == []
+
+
+def test_deleting_an_adopted_root_retains_its_database_and_namespace(shop: Project) -> None:
+    prod_ns = f"{shop.namespace}-prod"
+    prod_db = f"shop_{shop.namespace.replace('-', '_')}"
+    shop.delete_env("production")
+    shop.wait_gone("production")
+    assert _namespace_exists(shop, prod_ns)
+    with shop.pg.connect() as conn:
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (prod_db,)).fetchone() == (1,)
+
+
+def test_ttl_deletes_the_branch_when_it_expires(shop: Project) -> None:
+    shop.apply_env("brief", {"source": "production", "mode": "System", "ttl": "5s"})
+    status = shop.wait_phase("brief", "Active")
+    assert status["expiresAt"]
+    uid = (shop.env("brief") or {})["metadata"]["uid"]
+    shop.wait_gone("brief", timeout=90)
+    _assert_nothing_left(shop, "brief", uid)
+
+
+def test_reaper_drops_databases_and_roles_no_environment_owns(project: Project) -> None:
+    orphan_uid = str(uuid.uuid4())
+    server = _server(project)
+    engine.create_empty_database(server, f"orphan_{orphan_uid[:8]}", orphan_uid)
+    engine.create_branch_role(server, f"orphan_{orphan_uid[:8]}_owner", orphan_uid)
+    assert len(_tagged_with(project, orphan_uid)) == 2
+    wait_until(lambda: _tagged_with(project, orphan_uid) == [], timeout=60, what="the reaper to drop the orphans")
+
+
+def test_reapplying_the_same_manifests_changes_nothing(shop: Project, controlplane: ControlPlane) -> None:
+    manifest = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Environment",
+                "metadata": {"name": "steady", "namespace": shop.namespace},
+                "spec": {"source": "production", "mode": "System", "copy": {"environmentVariables": True}}}
+    text = yaml.safe_dump(manifest)
+    controlplane.kubectl("apply", "-f", "-", input=text)
+    shop.wait_phase("steady", "Active")
+    before = shop.env("steady") or {}
+    out = controlplane.kubectl("apply", "-f", "-", input=text)
+    assert "unchanged" in out.stdout
+    # Watch both resources for longer than the probe timer's period: an idle operator writes nothing.
+    writes = []
+    for plural in ("environments", "databaseservers"):
+        rv = str(client.CustomObjectsApi(shop.api).list_namespaced_custom_object(
+            GROUP, VERSION, shop.namespace, plural)["metadata"]["resourceVersion"])
+        stream = watch.Watch().stream(client.CustomObjectsApi(shop.api).list_namespaced_custom_object,
+                                      GROUP, VERSION, shop.namespace, plural, resource_version=rv,
+                                      timeout_seconds=6)
+        writes += [(e["type"], e["object"]["metadata"]["name"]) for e in stream]
+    assert writes == []
+    after = shop.env("steady") or {}
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["spec"] == manifest["spec"]
+
+
+def test_wrong_admin_password_is_reported_without_the_password(project: Project) -> None:
+    project.create_server("broken", password="not-the-password-123")
+    wait_until(lambda: any(c["type"] == "Ready" and c["status"] == "False"
+                           for c in project.server_status("broken").get("conditions") or []),
+               timeout=60, what="DatabaseServer broken to report not Ready")
+    ready = next(c for c in project.server_status("broken")["conditions"] if c["type"] == "Ready")
+    assert "password authentication failed" in ready["message"]
+    assert "not-the-password-123" not in str(project.server_status("broken"))
