@@ -18,7 +18,7 @@ from envbranch import settings
 from envbranch.api import common
 from envbranch.api.environment import EnvironmentSpec, parse_ttl
 from envbranch.branching import config_copy, database
-from envbranch.branching.conditions import Condition, now_rfc3339, set_condition
+from envbranch.branching.conditions import Condition, get_condition, now_rfc3339, set_condition
 from envbranch.branching.errors import Invalid, StepFailed, Transient, Waiting
 from envbranch.branching.inventory import Entry, entries, with_entry
 from envbranch.kube import configuration, events, namespaces, resources
@@ -382,7 +382,7 @@ class EnvironmentRun:
             raise
         except Exception as exc:
             raise Transient("rollback", "RollbackIncomplete", database.describe(exc)) from exc
-        ready = next((c for c in self.status.get("conditions") or [] if c.get("type") == common.CONDITION_READY), {})
+        ready = get_condition(self.status.get("conditions") or [], common.CONDITION_READY) or {}
         reason = str(ready.get("reason") or "Failed")
         message = str(ready.get("message") or "failed").replace("; rolling back", "; rolled back")
         self.set_phase(common.PHASE_FAILED, reason, message)
