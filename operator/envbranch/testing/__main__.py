@@ -10,7 +10,8 @@ from rich.console import Console
 from envbranch.testing import local
 
 app = typer.Typer(add_completion=False, help="Local control plane and PostgreSQL for envbranch development.")
-console = Console()
+# Wide enough for the demo tables when output goes to a pipe or a CI log.
+console = Console(width=None if Console().is_terminal else 160)
 
 
 @app.command()

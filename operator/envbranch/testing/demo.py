@@ -1,30 +1,144 @@
-"""`make demo`: the product's first impression."""
+"""`make demo`: the product's first impression, on a local control plane and PostgreSQL 18."""
 
 from __future__ import annotations
 
-from rich.console import Console
+import base64
+import hashlib
+import tempfile
+import time
+from pathlib import Path
 
-from envbranch.testing.controlplane import ControlPlane
+import psycopg
+from kubernetes import client, config
+from rich.console import Console
+from rich.table import Table
+
+from envbranch import postgres as engine
+from envbranch.testing.controlplane import REPO_ROOT, ControlPlane
+from envbranch.testing.crds import install_crds
+from envbranch.testing.operator import OperatorProcess
 from envbranch.testing.postgres import Postgres
+from envbranch.testing.sample_app import row_counts
+from envbranch.testing.scenario import Project
+
+EXAMPLES = REPO_ROOT / "examples"
+
+
+def _fingerprint(value: str) -> str:
+    """Enough to see two secrets differ without printing either."""
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:10]
 
 
 def run_demo(console: Console, keep: bool = False) -> int:
-    with console.status("starting a local control plane (etcd, kube-apiserver, controller manager)"):
-        cp = ControlPlane()
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="envbranch-demo-"))
+    with console.status("starting a local control plane (etcd, kube-apiserver, kube-controller-manager)"):
+        cp = ControlPlane(base_dir=work / "k8s")
         cp.start()
+    pg = Postgres(base_dir=work / "pg")
+    op: OperatorProcess | None = None
     try:
-        with console.status("starting PostgreSQL"):
-            pg = Postgres()
+        with console.status("starting PostgreSQL 18"):
             pg.start()
-        try:
-            version = cp.kubectl("version").stdout.strip()
-            console.print(f"[bold]KUBECONFIG[/]={cp.kubeconfig}")
-            console.print(version)
-            console.print(f"PostgreSQL {pg.version} on {pg.host}:{pg.port}")
-            return 0
-        finally:
-            if not keep:
-                pg.stop()
+        console.print(f"[bold]KUBECONFIG[/]={cp.kubeconfig}")
+        console.print(cp.kubectl("version").stdout.strip())
+        console.print(f"PostgreSQL {pg.version} on {pg.host}:{pg.port}\n")
+
+        api = config.new_client_from_config(config_file=str(cp.kubeconfig))
+        install_crds(api)
+        cp.kubectl("apply", "-f", str(EXAMPLES / "00-project.yaml"))
+        shop = Project(api, "shop", pg)
+        with console.status("the shop application: database with rows, configuration of every category"):
+            from envbranch.testing.sample_app import apply_shop_configuration, create_shop_database
+
+            create_shop_database(pg, "shop")
+            shop.create_namespace("shop-prod")
+            apply_shop_configuration(api, "shop-prod")
+            shop.create_server("main")
+        op = OperatorProcess(cp.kubeconfig, work / "operator.log")
+        with console.status("starting the operator (python -m envbranch)"):
+            op.start()
+            shop.wait_server_ready("main")
+        console.print("[bold]$ kubectl apply -f examples/[/]")
+        console.print(cp.kubectl("apply", "-f", str(EXAMPLES)).stdout)
+        with console.status("waiting for every Environment to be Ready"):
+            for name in ("production", "staging", "feature-x"):
+                shop.wait_phase(name, "Active", "Failed", timeout=180)
+        console.print("[bold]$ kubectl get env -A -o wide[/]")
+        console.print(cp.kubectl("get", "env", "-A", "-o", "wide").stdout)
+        console.print(cp.kubectl("get", "dbserver", "-A").stdout)
+        failed = [n for n in ("production", "staging", "feature-x") if shop.status(n).get("phase") != "Active"]
+        if failed:
+            console.print(f"[red]not Active: {failed}[/]\n" + op.log()[-3000:])
+            return 1
+        _show_branches(console, shop, pg)
+        _delete_feature_x(console, cp, shop, pg)
+        console.print(f"\n[green]demo finished in {time.monotonic() - started:.0f}s[/]")
+        if keep:
+            console.print(f"left running: export KUBECONFIG={cp.kubeconfig}  (stop: kill the processes in {work})")
+        return 0
     finally:
         if not keep:
+            if op is not None:
+                op.stop()
+            pg.stop()
             cp.stop()
+
+
+def _secret(shop: Project, ns: str, name: str) -> dict[str, str]:
+    data = shop.core.read_namespaced_secret(name, ns).data or {}
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+def _show_branches(console: Console, shop: Project, pg: Postgres) -> None:
+    prod = row_counts(pg, "shop")
+    table = Table(title="What each branch received")
+    for col in ("environment", "mode", "strategy", "rows (customers/orders)", "copied", "skipped", "rotated",
+                "credentials"):
+        table.add_column(col)
+    for name in ("staging", "feature-x"):
+        st = shop.status(name)
+        rows = row_counts(pg, st["database"]["name"])
+        creds = _secret(shop, st["namespace"], st["credentialsSecret"])
+        with psycopg.connect(creds["uri"]) as conn:
+            who = conn.execute("SELECT current_user").fetchone()
+        try:
+            psycopg.connect(host=creds["host"], port=creds["port"], user=creds["username"],
+                            password=creds["password"], dbname="shop").close()
+            reach = "[red]reaches production![/]"
+        except psycopg.OperationalError:
+            reach = "production refused"
+        rotated = []
+        for rot in st.get("rotations") or []:
+            for key in rot["keys"]:
+                src = _secret(shop, "shop-prod", rot["secret"])[key]
+                new = _secret(shop, st["namespace"], rot["secret"])[key]
+                rotated.append(f"{rot['secret']}/{key}: {_fingerprint(src)} -> {_fingerprint(new)}")
+        table.add_row(name, st["branchMode"], st["database"]["strategy"],
+                      f"{rows['customers']}/{rows['orders']} (prod {prod['customers']}/{prod['orders']})",
+                      ", ".join(f"{k}={v}" for k, v in st.get("copied", {}).items()) or "-",
+                      ", ".join(s["name"] for s in st.get("skipped") or []) or "-",
+                      "\n".join(rotated) or "-", f"login as {who[0] if who else '?'}; {reach}")
+    console.print(table)
+
+
+def _delete_feature_x(console: Console, cp: ControlPlane, shop: Project, pg: Postgres) -> None:
+    st = shop.status("feature-x")
+    uid = (shop.env("feature-x") or {})["metadata"]["uid"]
+    console.print("[bold]$ kubectl delete env feature-x -n shop[/]")
+    console.print(cp.kubectl("delete", "env", "feature-x", "-n", "shop", "--timeout=120s").stdout)
+    shop.wait_gone("feature-x")
+    from envbranch.testing.processes import wait_until
+
+    def ns_gone() -> bool:
+        try:
+            shop.core.read_namespace(st["namespace"])
+        except client.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_until(ns_gone, timeout=120, what=f"namespace {st['namespace']} to be deleted")
+    server = engine.Server(pg.host, pg.port, pg.admin.user, pg.admin.password)
+    left = [t for t in engine.find_tagged(server) if t.uid == uid]
+    console.print(f"feature-x: namespace {st['namespace']} gone, database {st['database']['name']} and its role "
+                  f"gone ({'nothing left' if not left else f'LEFT: {left}'})")

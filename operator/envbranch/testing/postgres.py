@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -89,6 +90,11 @@ class Postgres:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         if self.user:
             os.chown(self.base_dir, self.user.pw_uid, self.user.pw_gid)
+            # The server's user must be able to walk down to its folder (e.g. under /root/.cache).
+            for parent in self.base_dir.resolve().parents:
+                mode = parent.stat().st_mode
+                if not mode & stat.S_IXOTH:
+                    parent.chmod(mode | stat.S_IXOTH)
         if not (self.data_dir / "PG_VERSION").exists():
             pwfile = self.base_dir / "pwfile"
             pwfile.write_text(self.superuser.password)
