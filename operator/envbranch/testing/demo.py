@@ -134,7 +134,7 @@ def _delete_feature_x(console: Console, cp: ControlPlane, shop: Project, pg: Pos
         try:
             shop.core.read_namespace(st["namespace"])
         except client.ApiException as exc:
-            return exc.status == 404
+            return bool(exc.status == 404)
         return False
 
     wait_until(ns_gone, timeout=120, what=f"namespace {st['namespace']} to be deleted")
