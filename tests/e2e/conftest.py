@@ -11,10 +11,12 @@ from kubernetes import client
 
 from envbranch.testing.controlplane import ControlPlane
 from envbranch.testing.crds import install_crds
+from envbranch.testing.manifests import apply
 from envbranch.testing.operator import OperatorProcess
 from envbranch.testing.postgres import Postgres
 from envbranch.testing.scenario import Project
 
+OPERATOR_USER = "envbranch-operator"
 # Short timers so expiry, re-probes and the reaper happen within a test's patience.
 OPERATOR_ENV = {
     "ENVBRANCH_FAULT_INJECTION": "1", "ENVBRANCH_PROBE_INTERVAL": "2", "ENVBRANCH_REAPER_INTERVAL": "2",
@@ -26,8 +28,15 @@ OPERATOR_ENV = {
 def operator(controlplane: ControlPlane, k8s: client.ApiClient, postgres: Postgres,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     install_crds(k8s)
+    # The operator runs as a user bound only to the chart's ClusterRole: a missing permission
+    # fails the suite, and the role lists nothing the suite does not need.
+    apply(controlplane, "operator-rbac.yaml")
+    client.RbacAuthorizationV1Api(k8s).create_cluster_role_binding({
+        "metadata": {"name": "envbranch-operator-e2e"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "envbranch-operator"},
+        "subjects": [{"kind": "User", "name": OPERATOR_USER, "apiGroup": "rbac.authorization.k8s.io"}]})
     log = Path(tmp_path_factory.mktemp("operator")) / "operator.log"
-    op = OperatorProcess(controlplane.kubeconfig, log, env=OPERATOR_ENV)
+    op = OperatorProcess(controlplane.kubeconfig_for(OPERATOR_USER), log, env=OPERATOR_ENV)
     op.start()
     try:
         yield op

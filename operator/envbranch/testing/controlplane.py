@@ -164,7 +164,7 @@ class ControlPlane:
         self.controller_manager = ManagedProcess("kube-controller-manager", [
             str(binary), f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            "--controllers=namespace,garbagecollector,serviceaccount-token,serviceaccount",
+            "--controllers=namespace,garbagecollector,serviceaccount-token,serviceaccount,clusterrole-aggregation",
             "--authentication-skip-lookup=true", "--leader-elect=false", "--use-service-account-credentials=false",
             f"--service-account-private-key-file={self.pki / 'sa.key'}",
             f"--root-ca-file={self.pki / 'ca.crt'}",
