@@ -23,6 +23,7 @@ ANNOTATION_ROTATE_KEYS = "envbranch.io/rotate-keys"
 ANNOTATION_RETRY = "envbranch.io/retry"
 # Test-only switch, honoured only when the operator runs with ENVBRANCH_FAULT_INJECTION=1.
 ANNOTATION_INJECT_FAULT = "envbranch.io/inject-fault"
+ANNOTATION_INJECT_PAUSE = "envbranch.io/inject-pause"
 
 CONDITION_READY = "Ready"
 CONDITION_RECONCILING = "Reconciling"

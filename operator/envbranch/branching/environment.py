@@ -183,8 +183,22 @@ class EnvironmentRun:
         if settings.current.fault_injection and self.annotations.get(common.ANNOTATION_INJECT_FAULT) == step:
             raise StepFailed(step, "InjectedFault", f"fault injected at step {step} (test switch)")
 
+    def pause_point(self, step: str) -> None:
+        """Test-only: hold at a named step until the pause annotation is removed, so a test can kill
+        the operator at an exact step boundary."""
+        if not settings.current.fault_injection or self.annotations.get(common.ANNOTATION_INJECT_PAUSE) != step:
+            return
+        self.event("Paused", f"paused at step {step} (test switch)")
+        while True:
+            body = resources.get(resources.ENVIRONMENTS, self.project, self.name)
+            annotations = (body or {}).get("metadata", {}).get("annotations") or {}
+            if annotations.get(common.ANNOTATION_INJECT_PAUSE) != step:
+                return
+            time.sleep(0.2)
+
     def enter(self, step: str) -> None:
         self.progress(step, _STEP_PERCENT[step])
+        self.pause_point(step)
         self.inject_fault(step)
 
     def step_namespace(self, plan: Plan) -> None:
