@@ -1,0 +1,65 @@
+"""A rich source database for the engine tests: every kind of object the design promises to keep."""
+
+from __future__ import annotations
+
+from envbranch import postgres as engine
+from envbranch.testing.postgres import Postgres
+
+RICH_SCHEMA = """
+CREATE EXTENSION citext;
+CREATE SCHEMA billing;
+COMMENT ON SCHEMA billing IS 'money lives here';
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN positive_int AS integer CHECK (VALUE > 0);
+CREATE TYPE address AS (street text, city text);
+CREATE TABLE people (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email citext NOT NULL UNIQUE,
+    name text NOT NULL DEFAULT 'anonymous',
+    mood mood NOT NULL DEFAULT 'ok',
+    home address,
+    age positive_int,
+    name_upper text GENERATED ALWAYS AS (upper(name)) STORED
+);
+COMMENT ON TABLE people IS 'everyone';
+COMMENT ON COLUMN people.email IS 'unique, case-insensitive';
+CREATE INDEX people_name_lower ON people (lower(name));
+CREATE INDEX people_happy ON people (id) WHERE mood = 'happy';
+CREATE TABLE billing.invoices (
+    id serial PRIMARY KEY,
+    person_id bigint NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    amount numeric(12, 2) NOT NULL CHECK (amount >= 0),
+    period tstzrange NOT NULL,
+    EXCLUDE USING gist (period WITH &&)
+);
+CREATE TABLE events (id bigserial, at date NOT NULL, payload jsonb, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE "MixedCase Table" ("Weird Column" int PRIMARY KEY);
+CREATE TABLE "café" (naïve text);
+CREATE VIEW happy_people AS SELECT id, email FROM people WHERE mood = 'happy';
+CREATE MATERIALIZED VIEW invoice_totals AS SELECT person_id, sum(amount) AS total FROM billing.invoices GROUP BY 1;
+CREATE FUNCTION billing.touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.amount := round(NEW.amount, 2); RETURN NEW; END $$;
+CREATE TRIGGER invoices_touch BEFORE INSERT OR UPDATE ON billing.invoices FOR EACH ROW EXECUTE FUNCTION billing.touch();
+CREATE SEQUENCE ticket_numbers START 1000;
+INSERT INTO people (email, name, mood, home, age)
+    SELECT 'p' || i || '@x.org', 'person ' || i, (ARRAY['sad','ok','happy']::mood[])[1 + i % 3],
+           ROW('street ' || i, 'city')::address, 1 + i % 90 FROM generate_series(1, 300) i;
+INSERT INTO billing.invoices (person_id, amount, period)
+    SELECT i, i * 1.5, tstzrange(timestamptz '2026-01-01' + i * interval '1 day',
+                                 timestamptz '2026-01-01' + (i + 1) * interval '1 day') FROM generate_series(1, 300) i;
+INSERT INTO events (at, payload)
+    SELECT date '2025-06-01' + i, jsonb_build_object('i', i) FROM generate_series(1, 400) i;
+INSERT INTO "MixedCase Table" SELECT generate_series(1, 10);
+INSERT INTO "café" VALUES ('crème'), ('brûlée');
+SELECT nextval('ticket_numbers') FROM generate_series(1, 7);
+SELECT lo_from_bytea(424242, 'a large object'::bytea);
+REFRESH MATERIALIZED VIEW invoice_totals;
+"""
+
+TABLES = ["people", "billing.invoices", "events_2025", "events_2026", '"MixedCase Table"', '"café"']
+
+
+def admin_server(pg: Postgres) -> engine.Server:
+    return engine.Server(pg.host, pg.port, pg.admin.user, pg.admin.password)

@@ -1,0 +1,132 @@
+"""Clones keep every kind of object; Full keeps every row; System keeps none."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+import uuid
+
+import psycopg
+import pytest
+
+from envbranch import postgres as engine
+from envbranch.testing.postgres import Postgres
+from envbranch.testing.rich_schema import TABLES, admin_server
+
+
+def schema_dump(pg: Postgres, dbname: str) -> str:
+    tools = pg.client_tools()
+    out = subprocess.run([tools.path("pg_dump"), "--schema-only", "--no-owner", "--no-privileges", "-d", dbname],
+                         env={"PGHOST": pg.host, "PGPORT": str(pg.port), "PGUSER": pg.superuser.user,
+                              "PGPASSWORD": pg.superuser.password}, capture_output=True, text=True, check=True)
+    # pg_dump 18 brackets its output with a random \restrict key.
+    return re.sub(r"^\\(un)?restrict .*$", "", out.stdout, flags=re.M)
+
+
+def table_digest(pg: Postgres, dbname: str) -> dict[str, tuple[int, str]]:
+    with pg.connect(dbname) as conn:
+        return {t: tuple(conn.execute(  # type: ignore[misc]
+            f"SELECT count(*), coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM {t} x").fetchone())
+            for t in TABLES}
+
+
+def sequences(pg: Postgres, dbname: str) -> dict[str, tuple[object, ...]]:
+    with pg.connect(dbname) as conn:
+        names = [r[0] for r in conn.execute(
+            "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences ORDER BY 1").fetchall()]
+        return {n: tuple(conn.execute(f"SELECT last_value, is_called FROM {n}").fetchone() or ()) for n in names}
+
+
+def large_objects(pg: Postgres, dbname: str) -> dict[int, bytes]:
+    with pg.connect(dbname) as conn:
+        return {int(oid): bytes(conn.execute("SELECT lo_get(%s)", (oid,)).fetchone()[0])  # type: ignore[index]
+                for (oid,) in conn.execute("SELECT oid FROM pg_largeobject_metadata").fetchall()}
+
+
+@pytest.mark.parametrize(("mode", "strategy", "expected"), [
+    ("Full", "Template", "Template"), ("Full", "Dump", "Dump"), ("System", "Dump", "Dump"), ("System", "Auto", "Dump"),
+])
+def test_clone_keeps_the_schema_and_the_rows_the_mode_asks_for(rich_source: tuple[Postgres, str], mode: str,
+                                                                strategy: str, expected: str) -> None:
+    pg, src = rich_source
+    server = admin_server(pg)
+    dst = f"clone_{mode}_{strategy}".lower()
+    seen: list[int] = []
+    result = engine.clone_database(server, src, server, dst, mode=mode, strategy=strategy,  # type: ignore[arg-type]
+                                   uid=str(uuid.uuid4()), progress=lambda step, pct: seen.append(pct))
+    try:
+        assert result.strategy == expected and result.bytes > 0 and seen[-1] == 100
+        assert schema_dump(pg, dst) == schema_dump(pg, src)
+        if mode == "Full":
+            assert table_digest(pg, dst) == table_digest(pg, src)
+            assert sequences(pg, dst) == sequences(pg, src)
+            assert large_objects(pg, dst) == large_objects(pg, src) == {424242: b"a large object"}
+        else:
+            assert {count for count, _ in table_digest(pg, dst).values()} == {0}
+            assert all(not is_called for _, is_called in sequences(pg, dst).values())
+            with pg.connect(dst) as conn:
+                assert conn.execute("SELECT nextval('ticket_numbers')").fetchone() == (1000,)
+    finally:
+        engine.drop_database(server, dst)
+
+
+def test_busy_source_makes_template_wait_and_auto_fall_back(rich_source: tuple[Postgres, str]) -> None:
+    pg, src = rich_source
+    server = admin_server(pg)
+    with pg.connect(src, autocommit=False) as busy:
+        busy.execute("INSERT INTO \"café\" VALUES ('busy')")  # an open transaction on the source
+        pid = busy.info.backend_pid
+        with pytest.raises(engine.SourceBusy, match="other sessions"):
+            engine.clone_database(server, src, server, "busy_template", mode="Full", strategy="Template", uid="u")
+        result = engine.clone_database(server, src, server, "busy_auto", mode="Full", strategy="Auto", uid="u")
+        assert result.strategy == "Dump"
+        with pg.connect() as conn:
+            assert conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (1,)
+            assert conn.execute("SELECT 1 FROM pg_database WHERE datname = 'busy_template'").fetchone() is None
+        busy.rollback()
+    engine.drop_database(server, "busy_auto")
+
+
+def test_dump_while_the_source_takes_writes(rich_source: tuple[Postgres, str]) -> None:
+    pg, src = rich_source
+    server = admin_server(pg)
+    stop = threading.Event()
+
+    def write() -> None:
+        with pg.connect(src) as conn:
+            while not stop.is_set():
+                conn.execute("INSERT INTO events (at, payload) VALUES ('2026-03-01', '{}')")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        result = engine.clone_database(server, src, server, "under_load", mode="Full", strategy="Dump", uid="u")
+    finally:
+        stop.set()
+        writer.join()
+    assert result.strategy == "Dump"
+    with pg.connect("under_load") as conn:
+        assert conn.execute("SELECT count(*) FROM people").fetchone() == (300,)
+    engine.drop_database(server, "under_load")
+
+
+def test_dump_across_two_servers(rich_source: tuple[Postgres, str]) -> None:
+    pg, src = rich_source
+    with Postgres() as other:
+        target = admin_server(other)
+        result = engine.clone_database(admin_server(pg), src, target, "copied_over", mode="Full", strategy="Auto",
+                                       uid="u")
+        assert result.strategy == "Dump"
+        assert table_digest(other, "copied_over") == table_digest(pg, src)
+
+
+def test_a_failed_clone_leaves_no_database(rich_source: tuple[Postgres, str]) -> None:
+    pg, _ = rich_source
+    server = admin_server(pg)
+    with pytest.raises(engine.EngineError):
+        engine.clone_database(server, "no_such_db", server, "half_made", mode="Full", strategy="Dump", uid="u")
+    with pg.connect() as conn:
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = 'half_made'").fetchone() is None
+    with pytest.raises(psycopg.OperationalError):
+        pg.connect("half_made")

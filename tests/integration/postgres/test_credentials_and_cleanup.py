@@ -1,0 +1,100 @@
+"""Branch roles own their database and nothing else, log in with SCRAM, reach nothing else;
+tags find them; drop_branch removes them for sure."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from envbranch import postgres as engine
+from envbranch.testing.postgres import Postgres, Role
+from envbranch.testing.rich_schema import admin_server
+
+
+@pytest.fixture
+def branch(rich_source: tuple[Postgres, str]) -> tuple[Postgres, str, str, str, str]:
+    pg, src = rich_source
+    server = admin_server(pg)
+    uid = str(uuid.uuid4())
+    db, role = f"cred_{uid[:8]}", f"cred_{uid[:8]}_owner"
+    engine.clone_database(server, src, server, db, mode="Full", strategy="Auto", uid=uid)
+    password = engine.create_branch_role(server, role, uid)
+    engine.grant_ownership(server, db, role)
+    return pg, db, role, password, uid
+
+
+def test_branch_role_owns_everything_in_its_database(branch: tuple[Postgres, str, str, str, str]) -> None:
+    pg, db, role, password, _ = branch
+    with pg.connect(db, role=Role(role, password)) as conn:
+        conn.execute("INSERT INTO \"café\" VALUES ('mine')")
+        conn.execute("CREATE TABLE scratch (x int)")
+        assert conn.execute("SELECT current_user").fetchone() == (role,)
+    with pg.connect(db) as conn:
+        foreign = conn.execute("""
+            SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
+              AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND c.relowner <> %s::regrole
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
+            UNION ALL
+            SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND p.proowner <> %s::regrole
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+            UNION ALL
+            SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+            WHERE t.typtype IN ('e', 'd') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              AND t.typowner <> %s::regrole
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = t.oid AND d.deptype = 'e')
+            """, (role, role, role)).fetchall()
+        assert foreign == []
+        assert conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                            (db,)).fetchone() == (role,)
+
+
+def test_branch_role_is_unprivileged_and_reaches_nothing_else(branch: tuple[Postgres, str, str, str, str],
+                                                              ) -> None:
+    pg, db, role, password, _ = branch
+    with pg.connect() as conn:
+        flags = conn.execute("SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolcanlogin, "
+                             "rolpassword LIKE 'SCRAM-SHA-256$%%' FROM pg_authid WHERE rolname = %s",
+                             (role,)).fetchone()
+        assert flags == (False, False, False, False, True, True)
+        public_connect = conn.execute("SELECT has_database_privilege('public', %s, 'CONNECT')", (db,)).fetchone()
+        assert public_connect == (False,)
+        conn.execute("CREATE DATABASE other_branch")
+        conn.execute("REVOKE CONNECT ON DATABASE other_branch FROM PUBLIC")
+    try:
+        with pytest.raises(psycopg.OperationalError, match="permission denied"):
+            pg.connect("other_branch", role=Role(role, password))
+    finally:
+        with pg.connect() as conn:
+            conn.execute("DROP DATABASE other_branch")
+
+
+def test_tags_find_the_branch_and_drop_removes_it_even_while_connected(
+        branch: tuple[Postgres, str, str, str, str]) -> None:
+    pg, db, role, password, uid = branch
+    server = admin_server(pg)
+    assert {(t.kind, t.name) for t in engine.find_tagged(server) if t.uid == uid} == {("database", db), ("role", role)}
+    with pytest.raises(engine.PermanentError, match="not tagged as this environment's"):
+        engine.drop_branch(server, db, role, uid=str(uuid.uuid4()))
+    session = pg.connect(db, role=Role(role, password))
+    try:
+        engine.drop_branch(server, db, role, uid=uid)
+    finally:
+        session.close()
+    assert [t for t in engine.find_tagged(server) if t.uid == uid] == []
+    engine.drop_branch(server, db, role, uid=uid)  # idempotent
+
+
+def test_connection_errors_are_classified_without_the_password(postgres: Postgres) -> None:
+    wrong = engine.Server(postgres.host, postgres.port, postgres.admin.user, "a-wrong-password-1234")
+    with pytest.raises(engine.PermanentError) as info:
+        engine.probe(wrong)
+    assert "password authentication failed" in str(info.value)
+    assert "a-wrong-password-1234" not in str(info.value) and "a-wrong-password-1234" not in repr(wrong)
+    from envbranch.testing.processes import free_port
+
+    with pytest.raises(engine.TransientError):
+        engine.probe(engine.Server("127.0.0.1", free_port(), "nobody", "x-password-5678"))
