@@ -29,7 +29,7 @@ pg15: ## install Debian's PostgreSQL 15, the second server version tests run aga
 	@bash hack/install-pg15.sh
 
 lint: venv ## ruff and mypy
-	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/mypy
 
 crds: venv ## regenerate crds/ from the pydantic models in envbranch.api

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -22,7 +23,8 @@ def api_client() -> client.ApiClient:
             try:
                 config.load_incluster_config(client_configuration=cfg)
             except config.ConfigException:
-                config.load_kube_config(client_configuration=cfg)
+                # KUBECONFIG read now, not when the kubernetes package was imported.
+                config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg)
             # Threads of the handler pool share it; the default pool of 4 would serialise them.
             cfg.connection_pool_maxsize = 32
             _client = client.ApiClient(cfg)

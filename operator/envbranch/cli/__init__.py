@@ -1,0 +1,1 @@
+"""The `envbranch` command line (also the kubectl plugin `kubectl-envbranch`)."""
