@@ -2,21 +2,46 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections import Counter as Tally
+from collections.abc import Iterator
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 BRANCH_SECONDS = Histogram("envbranch_branch_duration_seconds", "Time from branching start to Active or Failed",
                            ["strategy", "mode", "result"], buckets=(1, 2, 5, 10, 30, 60, 120, 300, 900, 3600))
 STEP_SECONDS = Histogram("envbranch_step_duration_seconds", "Duration of each reconcile step", ["step"])
 BYTES_COPIED = Counter("envbranch_bytes_copied_total", "Database bytes copied into branches", ["strategy"])
 ROLLBACKS = Counter("envbranch_rollbacks_total", "Branches rolled back", ["reason"])
-ENVIRONMENTS = Gauge("envbranch_environments", "Environments by phase", ["phase"])
 
 _started = threading.Event()
 
 
+class EnvironmentsByPhase(Collector):
+    """envbranch_environments{phase}: counted from the API at scrape time, so it is never stale."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from envbranch.kube import resources
+
+        gauge = GaugeMetricFamily("envbranch_environments", "Environments by phase", labels=["phase"])
+        try:
+            phases = Tally((e.get("status") or {}).get("phase") or "Pending"
+                           for e in resources.list_in(resources.ENVIRONMENTS))
+        except Exception as exc:  # a scrape must not fail because the API hiccupped
+            log.warning("could not count environments: %s", type(exc).__name__)
+            return
+        for phase in ("Pending", "Branching", "Active", "Failed", "Deleting"):
+            gauge.add_metric([phase], phases.get(phase, 0))
+        yield gauge
+
+
 def serve(port: int) -> None:
     if not _started.is_set():
+        REGISTRY.register(EnvironmentsByPhase())
         start_http_server(port, addr="0.0.0.0")  # noqa: S104 - scraped from outside the Pod
         _started.set()

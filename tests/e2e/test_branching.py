@@ -85,3 +85,30 @@ def test_no_copy_flags_copy_nothing(shop: Project) -> None:
     status = shop.wait_phase("bare", "Active", "Failed")
     assert status["phase"] == "Active", status
     assert _names(shop, status["namespace"]) == {"bare-db", "envbranch-environment"}
+
+
+def test_metrics_report_branches_steps_bytes_rollbacks_and_phases(shop: Project, operator: object) -> None:
+    import urllib.request
+
+    from envbranch.testing.operator import OperatorProcess
+
+    assert isinstance(operator, OperatorProcess)
+    shop.apply_env("measured", {"source": "production", "mode": "Full"})
+    shop.wait_phase("measured", "Active")
+    shop.apply_env("measured-fail", {"source": "production", "mode": "Full"},
+                   annotations={"envbranch.io/inject-fault": "credentials"})
+    shop.wait_stalled("measured-fail")
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("envbranch_")}
+
+    def value(prefix: str) -> float:
+        return sum(v for k, v in samples.items() if k.startswith(prefix))
+
+    assert value('envbranch_branch_duration_seconds_count{mode="Full",result="Active"') >= 1
+    assert value('envbranch_branch_duration_seconds_count{mode="Full",result="Failed"') >= 1
+    assert value('envbranch_step_duration_seconds_count{step="database"}') >= 1
+    assert value("envbranch_bytes_copied_total") > 0
+    assert value('envbranch_rollbacks_total{reason="InjectedFault"}') >= 1
+    assert value('envbranch_environments{phase="Active"}') >= 2

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from envbranch import settings
+from envbranch import metrics, settings
 from envbranch.api import common
 from envbranch.api.environment import EnvironmentSpec, parse_ttl
 from envbranch.branching import config_copy, database
@@ -183,6 +183,20 @@ class EnvironmentRun:
         if settings.current.fault_injection and self.annotations.get(common.ANNOTATION_INJECT_FAULT) == step:
             raise StepFailed(step, "InjectedFault", f"fault injected at step {step} (test switch)")
 
+    _step: tuple[str, float] | None = None
+    _started = 0.0
+
+    def finish_step(self) -> None:
+        if self._step is not None:
+            metrics.STEP_SECONDS.labels(self._step[0]).observe(time.monotonic() - self._step[1])
+            self._step = None
+
+    def observe_branch(self, result: str) -> None:
+        self.finish_step()
+        db = self.status.get("database") or {}
+        metrics.BRANCH_SECONDS.labels(db.get("strategy") or "none", self.spec.mode or "Root", result).observe(
+            time.monotonic() - self._started)
+
     def pause_point(self, step: str) -> None:
         """Test-only: hold at a named step until the pause annotation is removed, so a test can kill
         the operator at an exact step boundary."""
@@ -197,6 +211,8 @@ class EnvironmentRun:
             time.sleep(0.2)
 
     def enter(self, step: str) -> None:
+        self.finish_step()
+        self._step = (step, time.monotonic())
         self.progress(step, _STEP_PERCENT[step])
         self.pause_point(step)
         self.inject_fault(step)
@@ -266,6 +282,7 @@ class EnvironmentRun:
                    f"database {plan.database} on {plan.server_name}: {result['strategy']}, "
                    f"{result['bytes']} bytes in {result['seconds']}s")
         db_status = {"server": plan.server_name, "name": plan.database, **result}
+        metrics.BYTES_COPIED.labels(result["strategy"]).inc(result["bytes"])
         self.write(database=db_status, conditions=self.conditions_with(
             (common.CONDITION_DATABASE_READY, True, "Cloned" if plan.parent else "Created",
              f"database {plan.database} ready ({result['strategy']})")))
@@ -342,6 +359,7 @@ class EnvironmentRun:
             f"source {self.spec.source} is Active" if self.spec.source else "root environment"),
             parent=self.spec.source, branchMode=self.spec.mode, namespace=plan.namespace)
         step = "namespace"
+        self._started = time.monotonic()
         try:
             self.step_namespace(plan)
             server = database.server_info(self.project, plan.server_name)
@@ -377,10 +395,13 @@ class EnvironmentRun:
             fields["expiresAt"] = (created + parse_ttl(self.spec.ttl)).strftime("%Y-%m-%dT%H:%M:%SZ")
         what = f"branched from {self.spec.source} ({self.spec.mode})" if self.spec.source else "root environment"
         self.set_phase(common.PHASE_ACTIVE, "Active", what, **fields)
+        self.observe_branch("Active")
         self.event("Active", f"environment is Active: {what}")
 
     def fail_and_roll_back(self, step: str, reason: str, message: str) -> None:
         self.event("StepFailed", f"step {step} failed: {message}; rolling back", warning=True)
+        self.observe_branch("Failed")
+        metrics.ROLLBACKS.labels(reason).inc()
         failed_cond = _STEP_CONDITION.get(step)
         extra = [(failed_cond, False, reason, message)] if failed_cond else []
         # Failed first: a crash during the rollback resumes the rollback, never the branch.
