@@ -25,7 +25,7 @@ from pathlib import Path
 from envbranch import postgres as engine
 from envbranch.testing.postgres import Postgres
 
-OUT = Path(__file__).resolve().parent / "results.json"
+OUT = Path(os.environ.get("BENCH_OUT") or Path(__file__).resolve().parent / "results.json")
 
 
 def timed(fn: Callable[[], object], cleanup: Callable[[], object], repeat: int) -> float:

@@ -184,7 +184,7 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
             # A table whose columns are all generated has nothing to copy.
             tables = [_Table(str(r[1]), str(r[2]), int(str(r[3])), [str(c) for c in r[4]])
                       for r in rows if r[4]]
-            _copy_tables(source, source_db, target, target_db, snapshot, tables, progress)
+            _copy_tables(source, source_db, target, target_db, snapshot, _slices(tables), progress)
             _copy_sequences(snap_conn, target, target_db)
             _copy_large_objects(snap_conn, target, target_db)
         progress("indexes", 90)
@@ -202,10 +202,32 @@ class _Table:
     name: str
     size: int
     columns: list[str]
+    blocks: tuple[int, int | None] | None = None  # a slice of a big table: [first, last) block
+
+
+SPLIT_BYTES = 32 * 1024 * 1024
+BLOCK_SIZE = 8192
+
+
+def _slices(tables: list[_Table]) -> list[_Table]:
+    """Big tables cut into COPY_WORKERS block ranges, so both cores copy the table that dominates."""
+    out: list[_Table] = []
+    for t in tables:
+        if t.size < SPLIT_BYTES:
+            out.append(t)
+            continue
+        blocks = t.size // BLOCK_SIZE
+        step = -(-blocks // COPY_WORKERS)
+        for i in range(COPY_WORKERS):
+            last = None if i == COPY_WORKERS - 1 else (i + 1) * step  # open-ended: nothing is missed
+            out.append(_Table(t.schema, t.name, t.size // COPY_WORKERS, t.columns, (i * step, last)))
+    return sorted(out, key=lambda t: -t.size)
 
 
 def _copy_tables(source: Server, source_db: str, target: Server, target_db: str, snapshot: str,
                  tables: list[_Table], progress: Progress) -> None:
+    """Each table streams from one psql to another (binary COPY, C all the way: Python would touch
+    every row), COPY_WORKERS tables at a time, every reader on the exported snapshot."""
     total = sum(t.size for t in tables) or 1
     work: queue.Queue[_Table] = queue.Queue()
     for table in tables:
@@ -213,29 +235,50 @@ def _copy_tables(source: Server, source_db: str, target: Server, target_db: str,
     done = [0]
     errors: list[BaseException] = []
     lock = threading.Lock()
+    psql = find_client_tools(_server_version(target) // 10000).path("psql")
+    base = [psql, "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1"]
+
+    def copy_one(item: _Table) -> None:
+        table = sql.Identifier(item.schema, item.name)
+        columns = sql.SQL(", ").join([sql.Identifier(c) for c in item.columns])
+        if item.blocks is None:
+            rows: sql.Composable = table
+        else:
+            first, last = item.blocks
+            where = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({first},0)"))
+            if last is not None:
+                where = sql.SQL("{} AND ctid < {}::tid").format(where, sql.Literal(f"({last},0)"))
+            rows = sql.SQL("(SELECT {} FROM {} WHERE {})").format(columns, table, where)
+        copy_out = (sql.SQL("COPY {} TO STDOUT (FORMAT binary)").format(rows) if item.blocks else
+                    sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(table, columns)).as_string(None)
+        copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(table, columns).as_string(None)
+        set_snapshot = sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)).as_string(None)
+        reader = subprocess.Popen(
+            [*base, "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "-c", set_snapshot, "-c", copy_out,
+             "-c", "COMMIT", "--dbname", source_db],
+            env=source.env(source_db), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert reader.stdout is not None
+        writer = subprocess.run([*base, "-c", copy_in, "--dbname", target_db], env=target.env(target_db),
+                                stdin=reader.stdout, capture_output=True, check=False)
+        reader.stdout.close()
+        reader_err = reader.stderr.read() if reader.stderr else b""
+        reader.wait()
+        if reader.returncode != 0:
+            raise subprocess.CalledProcessError(reader.returncode, [psql], stderr=reader_err)
+        if writer.returncode != 0:
+            raise subprocess.CalledProcessError(writer.returncode, [psql], stderr=writer.stderr)
 
     def worker() -> None:
         try:
-            with psycopg.connect(source.conninfo(source_db, timeouts=False)) as src, \
-                    psycopg.connect(target.conninfo(target_db, timeouts=False), autocommit=True) as dst:
-                src.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-                # Triggers and foreign keys arrive with post-data, after the load: none fires here.
-                while not errors:
-                    try:
-                        item = work.get_nowait()
-                    except queue.Empty:
-                        return
-                    table = sql.Identifier(item.schema, item.name)
-                    columns = sql.SQL(", ").join([sql.Identifier(c) for c in item.columns])
-                    with src.cursor().copy(sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(
-                            table, columns)) as out, dst.cursor().copy(sql.SQL(
-                            "COPY {} ({}) FROM STDIN (FORMAT binary)").format(table, columns)) as into:
-                        for block in out:
-                            into.write(block)
-                    with lock:
-                        done[0] += item.size
-                        progress("data", 10 + 80 * done[0] // total)
+            while not errors:
+                try:
+                    item = work.get_nowait()
+                except queue.Empty:
+                    return
+                copy_one(item)
+                with lock:
+                    done[0] += item.size
+                    progress("data", 10 + 80 * done[0] // total)
         except BaseException as exc:
             errors.append(exc)
 
