@@ -411,12 +411,7 @@ class EnvironmentRun:
 
     def roll_back(self) -> None:
         """Remove the inventory; a removal that fails is retried with backoff until it succeeds."""
-        try:
-            remove_inventory(self)
-        except Transient:
-            raise
-        except Exception as exc:
-            raise Transient("rollback", "RollbackIncomplete", database.describe(exc)) from exc
+        remove_inventory(self, "rollback")
         ready = get_condition(self.status.get("conditions") or [], common.CONDITION_READY) or {}
         reason = str(ready.get("reason") or "Failed")
         message = str(ready.get("message") or "failed").replace("; rolling back", "; rolled back")
@@ -433,12 +428,18 @@ def removal_order(items: list[Entry]) -> list[Entry]:
     return [e for e in newest_first if e.kind != "Role"] + [e for e in newest_first if e.kind == "Role"]
 
 
-def remove_inventory(run: EnvironmentRun) -> None:
-    """Remove what the inventory lists, verifying each is gone, dropping each entry once it is."""
-    for entry in removal_order(entries(run.status)):
-        remove_entry(run, entry)
-        remaining = [e.as_dict() for e in entries(run.status) if e != entry]
-        run.write(inventory=remaining)
+def remove_inventory(run: EnvironmentRun, purpose: str) -> None:
+    """Remove what the inventory lists, verifying each is gone, dropping each entry once it is. Any
+    failure is retried with backoff (Transient): a rollback or a deletion must finish."""
+    try:
+        for entry in removal_order(entries(run.status)):
+            remove_entry(run, entry)
+            remaining = [e.as_dict() for e in entries(run.status) if e != entry]
+            run.write(inventory=remaining)
+    except Transient:
+        raise
+    except Exception as exc:
+        raise Transient(purpose, "CleanupIncomplete", f"{purpose}: {database.describe(exc)}") from exc
 
 
 def remove_entry(run: EnvironmentRun, entry: Entry) -> None:
@@ -502,10 +503,5 @@ def delete_environment(body: dict[str, Any]) -> None:
     if run.status.get("phase") != common.PHASE_DELETING:
         run.set_phase(common.PHASE_DELETING, "Deleting", "removing the database, role and namespace")
         run.event("Deleting", "removing the database, role and namespace")
-    try:
-        remove_inventory(run)
-    except Transient:
-        raise
-    except Exception as exc:
-        raise Transient("deletion", "DeletionIncomplete", database.describe(exc)) from exc
+    remove_inventory(run, "deletion")
     run.event("Deleted", "database, role and namespace removed")

@@ -48,35 +48,38 @@ def create_branch_role(server: Server, role: str, uid: str) -> str:
 # Objects of the branch database to hand over, one ALTER ... OWNER each (never REASSIGN OWNED,
 # which reaches shared objects). Extension members stay with the extension.
 _NOT_EXTENSION = "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = {oid} AND d.deptype = 'e')"
+_USER_SCHEMA = "n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"
+
+
+def _relations(kinds: str, not_dependent: str = "'e'") -> str:
+    return ("SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+            f"c.relnamespace WHERE c.relkind IN ({kinds}) AND {_USER_SCHEMA} AND NOT EXISTS (SELECT 1 FROM "
+            f"pg_depend d WHERE d.objid = c.oid AND d.deptype IN ({not_dependent}))")
+
+
+def _routines(kinds: str) -> str:
+    return ("SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            f"WHERE p.prokind IN ({kinds}) AND {_USER_SCHEMA} AND " + _NOT_EXTENSION.format(oid="p.oid"))
+
+
+def _types(condition: str) -> str:
+    return ("SELECT format('%I.%I', n.nspname, t.typname) FROM pg_type t JOIN pg_namespace n ON n.oid = "
+            f"t.typnamespace LEFT JOIN pg_class c ON c.oid = t.typrelid WHERE ({condition}) AND {_USER_SCHEMA} "
+            "AND " + _NOT_EXTENSION.format(oid="t.oid"))
+
+
 _OBJECTS = {
-    "SCHEMA": "SELECT quote_ident(nspname) FROM pg_namespace n WHERE nspname NOT LIKE 'pg\\_%' "
-              "AND nspname <> 'information_schema' AND nspowner <> 'pg_database_owner'::regrole AND "
-              + _NOT_EXTENSION.format(oid="n.oid"),
-    "TABLE": "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = "
-             "c.relnamespace WHERE c.relkind IN ('r', 'p', 'f') AND n.nspname NOT LIKE 'pg\\_%' AND "
-             "n.nspname <> 'information_schema' AND " + _NOT_EXTENSION.format(oid="c.oid"),
-    "VIEW": "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = "
-            "c.relnamespace WHERE c.relkind = 'v' AND n.nspname NOT LIKE 'pg\\_%' AND "
-            "n.nspname <> 'information_schema' AND " + _NOT_EXTENSION.format(oid="c.oid"),
-    "MATERIALIZED VIEW": "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n "
-                         "ON n.oid = c.relnamespace WHERE c.relkind = 'm' AND n.nspname NOT LIKE 'pg\\_%' AND "
-                         + _NOT_EXTENSION.format(oid="c.oid"),
-    # Sequences owned by a column follow their table.
-    "SEQUENCE": "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                "c.relnamespace WHERE c.relkind = 'S' AND n.nspname NOT LIKE 'pg\\_%' AND NOT EXISTS (SELECT 1 "
-                "FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i', 'e'))",
-    "ROUTINE": "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-               "WHERE p.prokind IN ('f', 'p') AND n.nspname NOT LIKE 'pg\\_%' AND "
-               "n.nspname <> 'information_schema' AND " + _NOT_EXTENSION.format(oid="p.oid"),
-    "AGGREGATE": "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-                 "WHERE p.prokind = 'a' AND n.nspname NOT LIKE 'pg\\_%' AND " + _NOT_EXTENSION.format(oid="p.oid"),
-    "DOMAIN": "SELECT format('%I.%I', n.nspname, t.typname) FROM pg_type t JOIN pg_namespace n ON n.oid = "
-              "t.typnamespace WHERE t.typtype = 'd' AND n.nspname NOT LIKE 'pg\\_%' AND "
-              "n.nspname <> 'information_schema' AND " + _NOT_EXTENSION.format(oid="t.oid"),
-    "TYPE": "SELECT format('%I.%I', n.nspname, t.typname) FROM pg_type t JOIN pg_namespace n ON n.oid = "
-            "t.typnamespace LEFT JOIN pg_class c ON c.oid = t.typrelid WHERE (t.typtype IN ('e', 'r') OR "
-            "(t.typtype = 'c' AND c.relkind = 'c')) AND n.nspname NOT LIKE 'pg\\_%' AND "
-            "n.nspname <> 'information_schema' AND " + _NOT_EXTENSION.format(oid="t.oid"),
+    "SCHEMA": f"SELECT quote_ident(nspname) FROM pg_namespace n WHERE {_USER_SCHEMA} "
+              "AND nspowner <> 'pg_database_owner'::regrole AND " + _NOT_EXTENSION.format(oid="n.oid"),
+    "TABLE": _relations("'r', 'p', 'f'"),
+    "VIEW": _relations("'v'"),
+    "MATERIALIZED VIEW": _relations("'m'"),
+    # Sequences owned by a column (identity, serial) follow their table.
+    "SEQUENCE": _relations("'S'", not_dependent="'a', 'i', 'e'"),
+    "ROUTINE": _routines("'f', 'p'"),
+    "AGGREGATE": _routines("'a'"),
+    "DOMAIN": _types("t.typtype = 'd'"),
+    "TYPE": _types("t.typtype IN ('e', 'r') OR (t.typtype = 'c' AND c.relkind = 'c')"),
     "LARGE OBJECT": "SELECT oid::text FROM pg_largeobject_metadata",
 }
 
