@@ -34,6 +34,7 @@ lint: venv ## ruff and mypy
 
 crds: venv ## regenerate crds/ from the pydantic models in envbranch.api
 	$(PY) -m envbranch.api.crdgen crds
+	$(PY) -m envbranch.api.crdgen charts/envbranch/crds
 
 test: venv controlplane lint ## everything CI runs: lint, unit, integration, e2e and reliability tests
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
