@@ -55,12 +55,25 @@ def fresh_secret_value() -> str:
     return base64.b64encode(secrets.token_urlsafe(32).encode()).decode()
 
 
+def portable_body(source: dict[str, Any]) -> dict[str, Any]:
+    """A ConfigMap/Secret as it could be created anywhere: name, labels and annotations without
+    server-set metadata, GitOps tracking and envbranch's own bookkeeping; data, type, immutable."""
+    meta = source["metadata"]
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if _keep(k, _DROPPED_LABELS)}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if _keep(k, _DROPPED_ANNOTATIONS)}
+    body: dict[str, Any] = {"metadata": {"name": meta["name"], "labels": labels, "annotations": annotations}}
+    for key in ("data", "binaryData", "type", "immutable"):
+        if source.get(key) is not None:
+            body[key] = source[key]
+    return body
+
+
 def copy_body(kind: Kind, source: dict[str, Any], environment: str, category: str,
               new_value: Callable[[], str] = fresh_secret_value) -> tuple[dict[str, Any], list[str]]:
     """The copy of one ConfigMap/Secret for `environment`, and the Secret keys given fresh values."""
     meta = source["metadata"]
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if _keep(k, _DROPPED_LABELS)}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if _keep(k, _DROPPED_ANNOTATIONS)}
+    body = portable_body(source)
+    labels, annotations = body["metadata"]["labels"], body["metadata"]["annotations"]
     labels[ENVIRONMENT_LABEL] = environment
     annotations[COPIED_FROM] = f"{meta['namespace']}/{meta['name']}"
     if category == "file-providers":
@@ -68,10 +81,6 @@ def copy_body(kind: Kind, source: dict[str, Any], environment: str, category: st
         labels[PROVIDER_ID] = str(uuid.uuid4())
         if old_id:
             labels[COPIED_FROM_ID] = old_id
-    body: dict[str, Any] = {"metadata": {"name": meta["name"], "labels": labels, "annotations": annotations}}
-    for key in ("data", "binaryData", "type", "immutable"):
-        if source.get(key) is not None:
-            body[key] = source[key]
     rotated: list[str] = []
     if kind == "Secret":
         rotated = rotate_keys_of(source)

@@ -1,32 +1,49 @@
-"""`envbranch`: branch, list, inspect, rename and delete environments from a terminal."""
+"""`envbranch`: branch, list, inspect, diff, export/import the configuration of, rename and delete
+environments from a terminal (also the kubectl plugin `kubectl-envbranch`)."""
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import typer
 import yaml
 from kubernetes.client.rest import ApiException
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from urllib3.exceptions import HTTPError
 
 from envbranch.api.common import API_VERSION, GROUP, VERSION
+from envbranch.branching import database
+from envbranch.branching.config_copy import CATEGORY_LABEL
+from envbranch.branching.errors import BranchError
+from envbranch.cli import bundle as bundles
+from envbranch.cli import compare
 from envbranch.kube import client as kube
+from envbranch.kube import configuration
+from envbranch.kube.configuration import Kind
+from envbranch.postgres import EngineError
+from envbranch.postgres import schema as pg_schema
+from envbranch.postgres.tools import ToolsNotFound
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=(
     "Branch whole application environments (database + configuration) on Kubernetes.\n\n"
     "Examples:\n\n  envbranch branch Feature_Login --from production --mode System -n shop\n\n"
-    "  envbranch list -n shop -o json\n\n  envbranch delete feature-login -n shop --wait"))
+    "  envbranch list -n shop -o json\n\n  envbranch diff production feature-login -n shop\n\n"
+    "  envbranch export production -n shop > bundle.yaml\n\n"
+    "  envbranch import bundle.yaml --into feature-login -n shop --dry-run\n\n"
+    "  envbranch delete feature-login -n shop --wait"))
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error is one line, however narrow the terminal
 COPY_FLAGS = {"file-providers": "fileProviders", "gateway-routes": "gatewayRoutes",
               "security-config": "securityConfig", "environment-variables": "environmentVariables"}
 
@@ -37,8 +54,21 @@ class Output(StrEnum):
     yaml = "yaml"
 
 
+class Format(StrEnum):
+    yaml = "yaml"
+    json = "json"
+
+
 class CliError(Exception):
     pass
+
+
+def _examples(*lines: str) -> str:
+    return "\n\n".join(("Examples:", *(f"  {line}" for line in lines)))
+
+
+NAMESPACE = typer.Option("default", "-n", "--namespace", help="the project namespace")
+OUTPUT = typer.Option(Output.table, "-o", "--output", help="table, json or yaml")
 
 
 def slug(display: str) -> str:
@@ -49,30 +79,31 @@ def slug(display: str) -> str:
     return name
 
 
+_KINDS = {"environments": "Environment", "databaseservers": "DatabaseServer", "configmaps": "ConfigMap",
+          "secrets": "Secret", "namespaces": "Namespace"}
+
+
 @contextmanager
 def friendly_errors(namespace: str, name: str | None = None) -> Iterator[None]:
-    """Turn API failures into one line that says what to do."""
+    """Turn failures into one line that says what to do, and exit 1."""
     try:
         yield
-    except CliError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+    except (CliError, bundles.BundleError, BranchError, EngineError, ToolsNotFound) as exc:
+        _fail(getattr(exc, "message", None) or str(exc))
     except ApiException as exc:
-        if exc.status == 404 and name:
-            msg = f"Environment {name!r} not found in namespace {namespace!r}"
-        elif exc.status == 404:
-            msg = "the envbranch CRDs are not installed in this cluster (kubectl apply -f crds/)"
+        if exc.status == 404:
+            msg = _not_found(exc, namespace, name)
+        elif exc.status == 401:
+            msg = f"unauthorized: the API server did not accept the credentials of your kubeconfig ({exc.reason})"
         elif exc.status == 403:
             msg = f"permission denied: {_api_message(exc)}"
         elif exc.status == 409:
             msg = f"conflict: {_api_message(exc)}"
         else:
             msg = f"the API server said {exc.status}: {_api_message(exc)}"
-        err.print(f"[red]error:[/] {msg}")
-        raise typer.Exit(1) from None
+        _fail(msg)
     except (HTTPError, OSError) as exc:
-        err.print(f"[red]error:[/] cannot reach the Kubernetes API server ({type(exc).__name__}); check KUBECONFIG")
-        raise typer.Exit(1) from None
+        _fail(f"cannot reach the Kubernetes API server ({type(exc).__name__}); check KUBECONFIG and the cluster")
 
 
 def _api_message(exc: ApiException) -> str:
@@ -82,15 +113,34 @@ def _api_message(exc: ApiException) -> str:
         return str(exc.reason)
 
 
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/] {escape(message)}")
+    raise typer.Exit(1) from None
+
+
+def _not_found(exc: ApiException, namespace: str, name: str | None) -> str:
+    """A missing object answers with a Status naming it; a missing resource type (CRDs not
+    installed) with a bare `404 page not found`."""
+    try:
+        details = json.loads(exc.body or "{}").get("details") or {}
+    except ValueError:
+        details = {}
+    if details.get("name") or details.get("kind"):
+        kind = _KINDS.get(str(details.get("kind")), str(details.get("kind") or "object"))
+        return f"{kind} {details.get('name') or name!r} not found in namespace {namespace!r}"
+    return "the envbranch CRDs are not installed in this cluster (kubectl apply -f crds/)"
+
+
 def _get(namespace: str, name: str) -> dict[str, Any]:
     return dict(kube.custom().get_namespaced_custom_object(GROUP, VERSION, namespace, "environments", name))
 
 
-def _print_data(data: Any, output: Output) -> None:
+def _print_data(data: Any, output: Output | Format) -> None:
+    """Machine-readable output on stdout as it is: no wrapping, no markup."""
     if output == Output.json:
-        out.print_json(json.dumps(data))
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
-        out.print(yaml.safe_dump(data, sort_keys=False), end="")
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
 def _age(created: str) -> str:
@@ -103,9 +153,13 @@ def _age(created: str) -> str:
     return f"{int(seconds)}s"
 
 
-@app.command("list")
-def list_environments(namespace: str = typer.Option("default", "-n", "--namespace", help="the project namespace"),
-                      output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+def _phase_reason(st: dict[str, Any]) -> str:
+    ready: dict[str, Any] = next((c for c in st.get("conditions") or [] if c["type"] == "Ready"), {})
+    return f"{ready.get('reason', '')}: {ready.get('message', '')}".strip(": ")
+
+
+@app.command("list", epilog=_examples("envbranch list -n shop", "envbranch list -n shop -o json"))
+def list_environments(namespace: str = NAMESPACE, output: Output = OUTPUT) -> None:
     """List the environments of a project."""
     with friendly_errors(namespace):
         items = kube.custom().list_namespaced_custom_object(GROUP, VERSION, namespace, "environments")["items"]
@@ -119,41 +173,50 @@ def list_environments(namespace: str = typer.Option("default", "-n", "--namespac
         return
     table = Table("NAME", "DISPLAY NAME", "SOURCE", "MODE", "PHASE", "DATABASE", "AGE", box=None)
     for r in rows:
-        table.add_row(*r.values())
+        table.add_row(*(escape(str(v)) for v in r.values()))
     out.print(table)
 
 
-@app.command()
-def status(name: str, namespace: str = typer.Option("default", "-n", "--namespace"),
-           output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+@app.command(epilog=_examples("envbranch status feature-login -n shop",
+                              "envbranch status feature-login -n shop -o yaml"))
+def status(name: str = typer.Argument(..., help="the Environment"), namespace: str = NAMESPACE,
+           output: Output = OUTPUT) -> None:
     """Conditions, progress, copied and skipped configuration, rotations of one environment."""
     with friendly_errors(namespace, name):
         st = _get(namespace, name).get("status") or {}
     if output != Output.table:
         _print_data(st, output)
         return
-    out.print(f"[bold]{name}[/]: {st.get('phase', 'Pending')}  namespace={st.get('namespace', '-')}  "
+    out.print(f"[bold]{escape(name)}[/]: {st.get('phase', 'Pending')}  namespace={st.get('namespace', '-')}  "
               f"database={(st.get('database') or {}).get('name', '-')} "
               f"({(st.get('database') or {}).get('strategy', '-')})")
     table = Table("CONDITION", "STATUS", "REASON", "MESSAGE", box=None)
     for c in st.get("conditions") or []:
-        table.add_row(c["type"], c["status"], c.get("reason", ""), c.get("message", ""))
+        table.add_row(c["type"], c["status"], escape(c.get("reason", "")), escape(c.get("message", "")))
     out.print(table)
     for key in ("copied", "skipped", "rotations"):
         if st.get(key):
-            out.print(f"{key}: {json.dumps(st[key])}")
+            out.print(f"{key}: {escape(json.dumps(st[key]))}")
 
 
-@app.command()
+@app.command(epilog=_examples(
+    "envbranch branch Feature_Login --from production --mode System -n shop",
+    "envbranch branch staging --from production --mode Full --copy file-providers,environment-variables -n shop",
+    "envbranch branch qa --from production --dry-run -o json", "envbranch branch qa --from production --no-wait"))
 def branch(name: str = typer.Argument(..., help="display name or name of the new environment"),
            source: str = typer.Option(..., "--from", help="the Environment to branch from"),
            mode: str = typer.Option("System", "--mode", help="Full (schema + data) or System (schema only)"),
            copy: str = typer.Option("", "--copy", help=f"comma-separated: {', '.join(COPY_FLAGS)}"),
-           namespace: str = typer.Option("default", "-n", "--namespace"),
+           namespace: str = NAMESPACE,
            dry_run: bool = typer.Option(False, "--dry-run", help="print the manifest, create nothing"),
            no_wait: bool = typer.Option(False, "--no-wait", help="return once created"),
-           timeout: float = typer.Option(600, help="seconds to wait for Active")) -> None:
-    """Create a branch and follow its steps until it is Active (non-zero exit when it fails)."""
+           timeout: float = typer.Option(600, help="seconds to wait for Active"),
+           output: Format = typer.Option(Format.yaml, "-o", "--output", help="--dry-run manifest as yaml or json"),
+           ) -> None:
+    """Create a branch and follow its steps until it is Active (non-zero exit when it fails).
+
+    NAME may be a display name such as Feature_Login: the Environment is then named feature-login
+    and keeps Feature_Login as its display name. A name already taken is refused (conflict)."""
     with friendly_errors(namespace):
         if mode not in ("Full", "System"):
             raise CliError("--mode must be Full or System")
@@ -169,7 +232,7 @@ def branch(name: str = typer.Argument(..., help="display name or name of the new
         manifest = {"apiVersion": API_VERSION, "kind": "Environment",
                     "metadata": {"name": slug(name), "namespace": namespace}, "spec": spec}
         if dry_run:
-            out.print(yaml.safe_dump(manifest, sort_keys=False), end="")
+            _print_data(manifest, output)
             return
         kube.custom().create_namespaced_custom_object(GROUP, VERSION, namespace, "environments", manifest)
         err.print(f"environment {slug(name)} created in {namespace}")
@@ -177,9 +240,10 @@ def branch(name: str = typer.Argument(..., help="display name or name of the new
             return
         final = _follow(namespace, slug(name), timeout)
     if final.get("phase") != "Active":
-        ready: dict[str, Any] = next((c for c in final.get("conditions") or [] if c["type"] == "Ready"), {})
-        err.print(f"[red]branch failed:[/] {ready.get('reason', '')}: {ready.get('message', 'timed out')}")
-        raise typer.Exit(1)
+        if final.get("phase") == "Failed":
+            _fail(f"branch failed: {_phase_reason(final)}")
+        _fail(f"{slug(name)} is not Active after {timeout:.0f}s (phase {final.get('phase', 'Pending')}"
+              f"{': ' + _phase_reason(final) if _phase_reason(final) else ''})")
     out.print(f"[green]{slug(name)} is Active[/]: database {(final.get('database') or {}).get('name')}, "
               f"credentials in Secret {final.get('credentialsSecret')} (namespace {final.get('namespace')})")
 
@@ -195,23 +259,25 @@ def _follow(namespace: str, name: str, timeout: float) -> dict[str, Any]:
             bar.update(task, completed=prog.get("percent", 0), description=f"{st.get('phase', 'Pending')}: "
                        f"{prog.get('step', 'waiting')}")
             stalled = any(c["type"] == "Stalled" and c["status"] == "True" for c in st.get("conditions") or [])
-            if st.get("phase") == "Active" or stalled:
+            if st.get("phase") in ("Active", "Failed") or stalled:
                 return st
             time.sleep(0.5)  # polling interval of the progress display
     return _get(namespace, name).get("status") or {}
 
 
-@app.command()
-def rename(name: str, display: str, namespace: str = typer.Option("default", "-n", "--namespace")) -> None:
+@app.command(epilog=_examples("envbranch rename feature-login Login_V2 -n shop"))
+def rename(name: str = typer.Argument(..., help="the Environment"),
+           display: str = typer.Argument(..., help="the new display name"), namespace: str = NAMESPACE) -> None:
     """Change an environment's display name."""
     with friendly_errors(namespace, name):
         kube.custom().patch_namespaced_custom_object(GROUP, VERSION, namespace, "environments", name,
                                                      {"spec": {"displayName": display}})
-    out.print(f"{name} is now {display!r}")
+    out.print(f"{escape(name)} is now {escape(repr(display))}")
 
 
-@app.command()
-def delete(name: str, namespace: str = typer.Option("default", "-n", "--namespace"),
+@app.command(epilog=_examples("envbranch delete feature-login -n shop",
+                              "envbranch delete feature-login -n shop --wait"))
+def delete(name: str = typer.Argument(..., help="the Environment"), namespace: str = NAMESPACE,
            wait: bool = typer.Option(False, "--wait", help="return when everything is removed"),
            timeout: float = typer.Option(300)) -> None:
     """Delete an environment (with deletionPolicy Delete: its database, role and namespace too)."""
@@ -232,7 +298,182 @@ def delete(name: str, namespace: str = typer.Option("default", "-n", "--namespac
     out.print(f"{name} deleted" if wait else f"{name} deletion requested")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+# -- diff, export, import ----------------------------------------------------------------------------
+def _runtime_namespace(env: dict[str, Any]) -> str:
+    st = env.get("status") or {}
+    if not st.get("namespace"):
+        raise CliError(f"Environment {env['metadata']['name']!r} has no namespace yet "
+                       f"(phase {st.get('phase', 'Pending')})")
+    return str(st["namespace"])
+
+
+def _schema_of(project: str, env: dict[str, Any]) -> tuple[str, str]:
+    """(database name, normalised schema) of an environment, read with the DatabaseServer's admin role."""
+    db = (env.get("status") or {}).get("database") or {}
+    if not db.get("server") or not db.get("name"):
+        raise CliError(f"Environment {env['metadata']['name']!r} has no database yet "
+                       f"(phase {(env.get('status') or {}).get('phase', 'Pending')})")
+    server = database.server_info(project, db["server"])
+    return db["name"], pg_schema.normalise_schema(pg_schema.schema_dump(server, db["name"]), db["name"])
+
+
+def _categorised(env: dict[str, Any]) -> list[tuple[Kind, dict[str, Any]]]:
+    return configuration.list_both(_runtime_namespace(env), CATEGORY_LABEL)
+
+
+@app.command(epilog=_examples(
+    "envbranch diff production feature-login -n shop", "envbranch diff production feature-login -n shop -o json",
+    "envbranch diff staging feature-login -n shop --no-schema --exit-code"))
+def diff(a: str = typer.Argument(..., help="the first Environment"),
+         b: str = typer.Argument(..., help="the second Environment"), namespace: str = NAMESPACE,
+         output: Output = OUTPUT,
+         schema: bool = typer.Option(True, "--schema/--no-schema", help="compare the database schemas"),
+         config: bool = typer.Option(True, "--config/--no-config", help="compare the configuration"),
+         exit_code: bool = typer.Option(False, "--exit-code", help="exit 1 when they differ (as git diff)")) -> None:
+    """Schema differences of two environments' databases (pg_dump --schema-only, normalised:
+    owners, database names, envbranch tags and SET lines left out) and configuration differences
+    by category. Secret values are never shown: only which keys differ."""
+    with friendly_errors(namespace):
+        env_a, env_b = _get(namespace, a), _get(namespace, b)
+        data: dict[str, Any] = {"a": a, "b": b}
+        if schema:
+            db_a, schema_a = _schema_of(namespace, env_a)
+            db_b, schema_b = _schema_of(namespace, env_b)
+            text = compare.schema_diff(schema_a, schema_b, f"{a} ({db_a})", f"{b} ({db_b})")
+            data["schema"] = {"identical": not text, "diff": text}
+        if config:
+            data["configuration"] = compare.config_diff(_categorised(env_a), _categorised(env_b))
+    if output != Output.table:
+        _print_data(data, output)
+    else:
+        _print_diff(data)
+    differs = (schema and not data["schema"]["identical"]) or (config and compare.config_differs(
+        data["configuration"]))
+    if exit_code and differs:
+        raise typer.Exit(1)
+
+
+def _print_diff(data: dict[str, Any]) -> None:
+    a, b = data["a"], data["b"]
+    if "schema" in data:
+        if data["schema"]["identical"]:
+            out.print("[bold]schema[/]: identical")
+        else:
+            out.print("[bold]schema[/]:")
+            for line in data["schema"]["diff"].splitlines():
+                style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
+                out.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
+    if "configuration" in data:
+        if not data["configuration"]:
+            out.print("[bold]configuration[/]: none in either environment")
+            return
+        out.print(f"[bold]configuration[/] ({escape(a)} → {escape(b)}):")
+        states = {compare.ONLY_IN_A: f"only in {a}", compare.ONLY_IN_B: f"only in {b}", compare.SAME: "same"}
+        width = max(len(f"{e['kind']}/{e['name']}") for es in data["configuration"].values() for e in es)
+        for category, entries in data["configuration"].items():
+            out.print(f"  {category}", markup=False, highlight=False)
+            for e in entries:
+                line = f"    {e['kind'] + '/' + e['name']:<{width}}  {states.get(e['state']) or _details(e)}"
+                out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _details(entry: dict[str, Any]) -> str:
+    """What differs in one object: ConfigMap values old → new; for a Secret only key names."""
+    keys, values = entry.get("keys") or {}, entry.get("values") or {}
+    parts = [f"added {', '.join(keys['added'])}"] if keys.get("added") else []
+    if keys.get("removed"):
+        parts.append(f"removed {', '.join(keys['removed'])}")
+    for key in keys.get("changed") or []:
+        parts.append(f"{key} {values[key]['a']!r} → {values[key]['b']!r}" if key in values
+                     else f"{key} changed (value hidden)")
+    if entry.get("type"):
+        parts.append(f"type {entry['type']['a']} → {entry['type']['b']}")
+    return "differs: " + "; ".join(parts)
+
+
+@app.command(epilog=_examples("envbranch export production -n shop > bundle.yaml",
+                              "envbranch export production -n shop -o json > bundle.json"))
+def export(name: str = typer.Argument(..., help="the Environment"), namespace: str = NAMESPACE,
+           output: Format = typer.Option(Format.yaml, "-o", "--output", help="yaml or json")) -> None:
+    """Write an environment's configuration of every copyable category (file-providers,
+    gateway-routes, security-config, oauth-clients, environment-variables; never auth-providers) as
+    one ConfigurationBundle. Server-set metadata is left out; Secret values are never exported:
+    each reads <redacted>."""
+    with friendly_errors(namespace, name):
+        env = _get(namespace, name)
+        ns = _runtime_namespace(env)
+        bundle = bundles.export_bundle(_categorised(env), project=namespace, environment=name, namespace=ns)
+    if output == Format.yaml:
+        sys.stdout.write(bundles.redaction_note(bundle))
+    _print_data(bundle.dump(), output)
+
+
+@app.command("import", epilog=_examples(
+    "envbranch import bundle.yaml --into feature-login -n shop --dry-run",
+    "envbranch import bundle.yaml --into feature-login -n shop",
+    "envbranch export production -n shop | envbranch import - --into feature-login -n shop -o json"))
+def import_bundle(file: str = typer.Argument(..., help="the bundle (YAML or JSON), - for stdin"),
+                  into: str = typer.Option(..., "--into", help="the Environment whose configuration it replaces"),
+                  namespace: str = NAMESPACE,
+                  dry_run: bool = typer.Option(False, "--dry-run", help="show what would change, change nothing"),
+                  output: Output = OUTPUT) -> None:
+    """Replace an environment's copyable configuration with a bundle: create and update its
+    objects, delete the copyable-category objects it does not hold. A Secret key that reads
+    <redacted> keeps the target's value (refused when the target has none). An invalid bundle
+    is refused and nothing changes."""
+    with friendly_errors(namespace, into):
+        text = sys.stdin.read() if file == "-" else _read(file)
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise CliError(f"{file} is not YAML or JSON: {str(exc).splitlines()[0]}") from None
+        bundle = bundles.parse_bundle(document)
+        env = _get(namespace, into)
+        ns = _runtime_namespace(env)
+        plan = bundles.plan_import(bundle, configuration.list_both(ns), into)
+        if not dry_run:
+            _apply(ns, plan)
+    summary = [c.summary() for c in plan]
+    if output != Output.table:
+        _print_data({"environment": into, "namespace": ns, "dryRun": dry_run, "changes": summary}, output)
+        return
+    table = Table("ACTION", "OBJECT", "CATEGORY", "KEYS", box=None)
+    for c in summary:
+        keys = "; ".join(f"{what}: {', '.join(names)}" for what, names in (c.get("keys") or {}).items())
+        table.add_row(c["action"], f"{c['kind']}/{c['name']}", c["category"],
+                      escape(keys + ("; labels/annotations/type" if c.get("metadata") else "")))
+    out.print(table)
+    counts = {a: sum(1 for c in plan if c.action == a) for a in ("create", "update", "delete")}
+    verb = "would" if dry_run else "did"
+    out.print(f"{'dry run: ' if dry_run else ''}{into} ({ns}): {verb} create {counts['create']}, update "
+              f"{counts['update']}, delete {counts['delete']}")
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _apply(namespace: str, plan: list[bundles.Change]) -> None:
+    for change in plan:
+        if change.action == "delete":
+            configuration.delete(change.kind, namespace, change.name)
+        elif change.action == "create" or (change.action == "update" and change.recreate):
+            if change.recreate:
+                configuration.delete(change.kind, namespace, change.name)
+            if not configuration.create(change.kind, namespace, change.body):
+                raise CliError(f"conflict: {change.kind} {change.name!r} appeared in {namespace} meanwhile; "
+                               "run the import again")
+        elif change.action == "update":
+            body = {**change.body, "metadata": {**change.body["metadata"],
+                                                "resourceVersion": change.resource_version}}
+            configuration.replace(change.kind, namespace, change.name, body)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             epilog=_examples("envbranch operator --namespace shop --liveness http://0.0.0.0:8080/healthz"))
 def operator(ctx: typer.Context) -> None:
     """Run the operator (same as `python -m envbranch`; --help lists its options)."""
     from envbranch.main import main

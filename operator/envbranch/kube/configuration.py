@@ -55,3 +55,9 @@ def delete(kind: Kind, namespace: str, name: str) -> None:
 
 def gone(kind: Kind, namespace: str, name: str) -> bool:
     return read(kind, namespace, name) is None
+
+
+def list_both(namespace: str, selector: str = "") -> list[tuple[Kind, dict[str, Any]]]:
+    """ConfigMaps, then Secrets, of a namespace matching `selector` ("" for every one), as (kind, object)."""
+    kinds: tuple[Kind, ...] = ("ConfigMap", "Secret")
+    return [(kind, obj) for kind in kinds for obj in list_labelled(kind, namespace, selector)]
