@@ -15,6 +15,11 @@ bins=(etcd kube-apiserver kube-controller-manager kubectl)
 
 have_all() { for b in "${bins[@]}"; do [ -x "$out/$b" ] || return 1; done; }
 if have_all; then echo "$out"; exit 0; fi
+# One build at a time: a second caller waits for the first and then finds the binaries.
+mkdir -p "$cache"
+exec 9>"$cache/.build-controlplane.lock"
+flock 9
+if have_all; then echo "$out"; exit 0; fi
 
 if ! command -v go >/dev/null 2>&1; then
   echo "error: the Go toolchain (>= 1.24) is needed to build the local control plane." >&2

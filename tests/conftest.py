@@ -73,13 +73,14 @@ def operator(controlplane: ControlPlane, k8s: client.ApiClient, postgres: Postgr
 
 
 @pytest.fixture
-def project(operator: OperatorProcess, k8s: client.ApiClient, postgres: Postgres) -> Project:
-    """A fresh project namespace with a Ready DatabaseServer `main`."""
+def project(operator: OperatorProcess, k8s: client.ApiClient, postgres: Postgres) -> Iterator[Project]:
+    """A fresh project namespace with a Ready DatabaseServer `main`, deleted afterwards."""
     proj = Project(k8s, f"p-{uuid.uuid4().hex[:6]}", postgres)
     proj.create_namespace(proj.namespace)
     proj.create_server()
     proj.wait_server_ready()
-    return proj
+    yield proj
+    proj.delete_namespaces()
 
 
 @pytest.fixture

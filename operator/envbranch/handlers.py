@@ -96,6 +96,12 @@ def probe_server(body: kopf.Body, **_: Any) -> None:
     servers.probe_server(dict(body))
 
 
+@kopf.on.delete(*DATABASESERVERS, registry=_registry)
+def release_server(body: kopf.Body, retry: int, **_: Any) -> None:
+    with kopf_outcomes(retry):
+        servers.release_server(dict(body))
+
+
 @kopf.timer(*DATABASESERVERS, registry=_registry, interval=settings.current.probe_interval)
 def reprobe_server(body: kopf.Body, **_: Any) -> None:
     servers.probe_server(dict(body))

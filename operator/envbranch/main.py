@@ -35,7 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     opts = parse_args(argv)
     settings.configure(opts)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Kopf's own logging setup, so its records and ours share one format (JSON for log shippers).
+    kopf.configure(log_format=kopf.LogFormat.JSON if opts.json_logs else kopf.LogFormat.FULL)
+    logging.getLogger("envbranch").setLevel(logging.INFO)
     from envbranch import handlers  # registers the handlers with Kopf's default registry
 
     kopf.run(

@@ -166,3 +166,32 @@ def test_wrong_admin_password_is_reported_without_the_password(project: Project)
     ready = next(c for c in project.server_status("broken")["conditions"] if c["type"] == "Ready")
     assert "password authentication failed" in ready["message"]
     assert "not-the-password-123" not in str(project.server_status("broken"))
+
+
+def test_deleting_the_project_namespace_removes_every_branch(shop: Project) -> None:
+    shop.apply_env("with-project", {"source": "production", "mode": "Full"})
+    status = shop.wait_phase("with-project", "Active")
+    uid = (shop.env("with-project") or {})["metadata"]["uid"]
+    # Everything goes at once: Environments, the DatabaseServer and its admin Secret. The server and
+    # the Secret are held until the branch's finalizer has used them to drop the database and role.
+    shop.core.delete_namespace(shop.namespace)
+    wait_until(lambda: not _namespace_exists(shop, shop.namespace), timeout=120,
+               what=f"project namespace {shop.namespace} to be gone")
+    assert not _namespace_exists(shop, status["namespace"])
+    assert _tagged_with(shop, uid) == []
+
+
+def test_a_database_server_in_use_is_kept_until_its_environments_are_gone(shop: Project) -> None:
+    shop.apply_env("user", {"source": "production", "mode": "System"})
+    shop.wait_phase("user", "Active")
+    shop.custom.delete_namespaced_custom_object(GROUP, VERSION, shop.namespace, "databaseservers", "main")
+    secret = shop.core.read_namespaced_secret("main-admin", shop.namespace)
+    assert "envbranch.io/database-server" in (secret.metadata.finalizers or [])
+    server = shop.custom.get_namespaced_custom_object(GROUP, VERSION, shop.namespace, "databaseservers", "main")
+    assert server["metadata"]["deletionTimestamp"]
+    for name in ("user", "production"):
+        shop.delete_env(name)
+    wait_until(lambda: not shop.custom.list_namespaced_custom_object(
+        GROUP, VERSION, shop.namespace, "databaseservers")["items"], timeout=60, what="the DatabaseServer to go")
+    secret = shop.core.read_namespaced_secret("main-admin", shop.namespace)
+    assert "envbranch.io/database-server" not in (secret.metadata.finalizers or [])

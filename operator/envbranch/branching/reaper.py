@@ -13,8 +13,25 @@ from envbranch.kube import events, resources
 
 log = logging.getLogger(__name__)
 
-_first_seen: dict[tuple[str, str, str, str], float] = {}
+_first_seen: dict[tuple[str, int, str, str], float] = {}
+# Many DatabaseServers (one per project) often name the same PostgreSQL: reap each physical server
+# once per interval, not once per DatabaseServer.
+_last_reaped: dict[tuple[str, int], float] = {}
 _lock = threading.Lock()
+
+
+def _physical(server_body: dict[str, Any]) -> tuple[str, int]:
+    spec = server_body.get("spec") or {}
+    return str(spec.get("host")), int(spec.get("port") or 5432)
+
+
+def _due(server_body: dict[str, Any], now: float) -> bool:
+    key = _physical(server_body)
+    with _lock:
+        if now - _last_reaped.get(key, -1e9) < settings.current.reaper_interval * 0.9:
+            return False
+        _last_reaped[key] = now
+        return True
 
 
 def reap_orphans(server_body: dict[str, Any]) -> list[str]:
@@ -22,13 +39,15 @@ def reap_orphans(server_body: dict[str, Any]) -> list[str]:
     grace period (a UID seen again is forgotten). Returns what was dropped."""
     meta = server_body["metadata"]
     project, server = meta["namespace"], meta["name"]
-    live = {e["metadata"]["uid"] for e in resources.list_in(resources.ENVIRONMENTS)}
     now = time.monotonic()
+    if not _due(server_body, now):
+        return []
+    live = {e["metadata"]["uid"] for e in resources.list_in(resources.ENVIRONMENTS)}
     dropped: list[str] = []
     tagged = database.find_tagged(project, server)
     with _lock:
         for kind, name, uid in tagged:
-            key = (project, server, kind, name)
+            key = (*_physical(server_body), kind, name)
             if uid in live:
                 _first_seen.pop(key, None)
                 continue

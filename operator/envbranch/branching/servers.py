@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from envbranch import settings
 from envbranch.api import common
 from envbranch.branching import database
 from envbranch.branching.conditions import now_rfc3339, set_condition
+from envbranch.branching.errors import Waiting
 from envbranch.kube import events, resources
+
+# Held on a DatabaseServer's admin Secret while the server exists: deleting a whole project
+# namespace deletes Secrets at once, and the Environments' finalizers still need the password
+# to drop their databases and roles.
+SECRET_FINALIZER = "envbranch.io/database-server"  # noqa: S105 - a finalizer name, not a secret
 
 
 def probe_server(body: dict[str, Any]) -> bool:
     """Probe and write status when something changed. True when the server is Ready."""
     meta = body["metadata"]
+    protect_admin_secret(body)
     status: dict[str, Any] = dict(body.get("status") or {})
     generation = int(meta.get("generation") or 1)
     ok, reason, message, caps = database.probe(meta["namespace"], meta["name"])
@@ -28,3 +36,46 @@ def probe_server(body: dict[str, Any]) -> bool:
         if ok != was_ready or "conditions" not in status:
             events.emit(body, reason, message, warning=not ok)
     return ok
+
+
+def _admin_secret(body: dict[str, Any]) -> str:
+    return str(((body.get("spec") or {}).get("adminSecretRef") or {}).get("name") or "")
+
+
+def protect_admin_secret(body: dict[str, Any]) -> None:
+    namespace, secret = body["metadata"]["namespace"], _admin_secret(body)
+    if body["metadata"].get("deletionTimestamp"):
+        return
+    finalizers = resources.secret_finalizers(namespace, secret)
+    if finalizers is not None and SECRET_FINALIZER not in finalizers:
+        resources.set_secret_finalizer(namespace, secret, SECRET_FINALIZER, present=True)
+
+
+def environments_using(namespace: str, server: str) -> list[str]:
+    """Environments whose database, inventory or spec is on `server`: they need it to be deleted."""
+    users = []
+    for env in resources.list_in(resources.ENVIRONMENTS, namespace):
+        status = env.get("status") or {}
+        on_server = {(status.get("database") or {}).get("server"),
+                     ((env.get("spec") or {}).get("database") or {}).get("serverRef"),
+                     *(entry.get("server") for entry in status.get("inventory") or [])}
+        if server in on_server:
+            users.append(str(env["metadata"]["name"]))
+    return sorted(users)
+
+
+def release_server(body: dict[str, Any]) -> None:
+    """The DatabaseServer's finalizer: wait until no Environment needs the server, then let its admin
+    Secret go (unless another DatabaseServer still uses it)."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    users = environments_using(namespace, name)
+    if users:
+        raise Waiting("ServerInUse", f"DatabaseServer {name} is still used by Environment(s) {', '.join(users)}: "
+                      "waiting for them to be deleted", settings.current.source_wait)
+    secret = _admin_secret(body)
+    others = [s for s in resources.list_in(resources.DATABASESERVERS, namespace)
+              if s["metadata"]["name"] != name and _admin_secret(s) == secret
+              and not s["metadata"].get("deletionTimestamp")]
+    if not others:
+        resources.set_secret_finalizer(namespace, secret, SECRET_FINALIZER, present=False)

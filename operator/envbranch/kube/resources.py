@@ -35,6 +35,19 @@ def delete(plural: str, namespace: str, name: str) -> None:
     get_or_none(lambda: custom().delete_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
 
 
+def set_secret_finalizer(namespace: str, name: str, finalizer: str, present: bool) -> None:
+    """Add or remove one finalizer of a Secret (strategic merge: other finalizers are left alone)."""
+    patch: dict[str, Any] = ({"metadata": {"finalizers": [finalizer]}} if present else
+                             {"metadata": {"$deleteFromPrimitiveList/finalizers": [finalizer]}})
+    get_or_none(lambda: core().patch_namespaced_secret(
+        name, namespace, patch, _content_type="application/strategic-merge-patch+json"))
+
+
+def secret_finalizers(namespace: str, name: str) -> list[str] | None:
+    secret = get_or_none(lambda: core().read_namespaced_secret(name, namespace))
+    return None if secret is None else list(secret.metadata.finalizers or [])
+
+
 def read_secret_values(namespace: str, name: str, keys: tuple[str, ...]) -> dict[str, str] | None:
     """Decoded values of `keys` of a Secret, None when the Secret is missing. Never logged."""
     secret = get_or_none(lambda: core().read_namespaced_secret(name, namespace))

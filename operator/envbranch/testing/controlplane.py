@@ -26,15 +26,20 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-controlplane.sh"
 
 
+def run_build_script(script: Path, what: str) -> Path:
+    """Run a hack/build-*.sh script (a no-op taking milliseconds once built): the folder it printed last."""
+    out = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"building {what} failed (exit {out.returncode}); see the output above")
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
 def built_assets_dir() -> Path:
     """The build cache, built now when missing (a no-op taking milliseconds once built)."""
     if not BUILD_SCRIPT.is_file():
         raise RuntimeError("no control plane binaries: set KUBEBUILDER_ASSETS to a folder holding "
                            f"{', '.join(BINARIES)} (the build script is only in a source checkout)")
-    out = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"building the control plane failed (exit {out.returncode}); see the output above")
-    return Path(out.stdout.strip().splitlines()[-1])
+    return run_build_script(BUILD_SCRIPT, "the control plane")
 
 
 def find_binary(name: str) -> Path:

@@ -109,7 +109,8 @@ class Postgres:
                 raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
             finally:
                 pwfile.unlink()
-        self.port = free_port()
+        # A restart (process.stop(), then start()) keeps the port and the data dir, as a real server would.
+        self.port = self.port or free_port()
         # Durability is pointless for a test server and fsync dominates small clones.
         settings = {
             "listen_addresses": self.host, "port": str(self.port),
@@ -128,8 +129,9 @@ class Postgres:
         with self.connect() as conn:
             self.version_num = int(conn.info.server_version)
             self.version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
-                sql.Identifier(self.admin.user), sql.Literal(self.admin.password)))
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.admin.user,)).fetchone() is None:
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
+                    sql.Identifier(self.admin.user), sql.Literal(self.admin.password)))
 
     def _accepts_connections(self) -> bool:
         assert self.process is not None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
 
+from envbranch import postgres as engine
 from envbranch.api.common import GROUP, VERSION
 from envbranch.testing.postgres import Postgres
 from envbranch.testing.processes import wait_until
@@ -24,6 +25,7 @@ class Project:
     namespace: str
     pg: Postgres
     server: str = "main"
+    created_namespaces: list[str] = field(default_factory=list)
 
     @property
     def custom(self) -> client.CustomObjectsApi:
@@ -35,6 +37,17 @@ class Project:
 
     def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
+        self.created_namespaces.append(name)
+
+    def delete_namespaces(self) -> None:
+        """Delete what create_namespace made, as a user deletes a project: the operator's finalizers
+        then remove every branch (nobody waits here; later tests run meanwhile)."""
+        for name in reversed(self.created_namespaces):
+            try:
+                self.core.delete_namespace(name)
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise
 
     def create_server(self, name: str = "main", password: str | None = None) -> None:
         self.core.create_namespaced_secret(self.namespace, {
@@ -93,6 +106,30 @@ class Project:
 
     def wait_gone(self, name: str, timeout: float = 120) -> None:
         wait_until(lambda: self.env(name) is None, timeout=timeout, what=f"Environment {name} to be gone")
+
+    def uid(self, name: str) -> str:
+        return str((self.env(name) or {})["metadata"]["uid"])
+
+    def engine_server(self) -> engine.Server:
+        return engine.Server(self.pg.host, self.pg.port, self.pg.admin.user, self.pg.admin.password)
+
+    def tagged(self, uid: str) -> list[engine.Tagged]:
+        """The databases and roles on this project's server tagged with an Environment UID."""
+        return [t for t in engine.find_tagged(self.engine_server()) if t.uid == uid]
+
+    def namespace_exists(self, name: str) -> bool:
+        try:
+            self.core.read_namespace(name)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def event_reasons(self, name: str) -> list[str]:
+        """The reasons of the Events about Environment `name`, oldest first."""
+        items = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={name}").items
+        return [e.reason for e in sorted(items, key=lambda e: e.metadata.creation_timestamp)]
 
     def setup_production(self, dbname: str, namespace: str) -> list[dict[str, Any]]:
         """The production app: database, namespace with configuration, and its adopting root."""
