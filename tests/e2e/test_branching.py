@@ -112,3 +112,18 @@ def test_metrics_report_branches_steps_bytes_rollbacks_and_phases(shop: Project,
     assert value("envbranch_bytes_copied_total") > 0
     assert value('envbranch_rollbacks_total{reason="InjectedFault"}') >= 1
     assert value('envbranch_environments{phase="Active"}') >= 2
+
+
+FLAG_OBJECTS = {"fileProviders": {"uploads", "invoices"}, "gatewayRoutes": {"routes", "webhooks"},
+                "securityConfig": {"cors", "oauth-shop-web"}, "environmentVariables": {"app-env", "app-secrets"}}
+
+
+@pytest.mark.parametrize("flag", sorted(FLAG_OBJECTS))
+def test_each_copy_flag_copies_its_categories_and_nothing_else(shop: Project, flag: str) -> None:
+    name = f"only-{flag.lower()}"
+    shop.apply_env(name, {"source": "production", "mode": "System", "copy": {flag: True}})
+    status = shop.wait_phase(name, "Active", "Failed")
+    assert status["phase"] == "Active", status
+    assert _names(shop, status["namespace"]) == FLAG_OBJECTS[flag] | {f"{name}-db", "envbranch-environment"}
+    assert status["copied"] == {flag: 2}
+    assert "google-login" not in _names(shop, status["namespace"])

@@ -195,3 +195,17 @@ def test_a_database_server_in_use_is_kept_until_its_environments_are_gone(shop: 
         GROUP, VERSION, shop.namespace, "databaseservers")["items"], timeout=60, what="the DatabaseServer to go")
     secret = shop.core.read_namespaced_secret("main-admin", shop.namespace)
     assert "envbranch.io/database-server" not in (secret.metadata.finalizers or [])
+
+
+def test_unreachable_server_is_reported_as_a_condition(project: Project) -> None:
+    from envbranch.testing.processes import free_port
+
+    project.create_server("nowhere")
+    project.custom.patch_namespaced_custom_object(GROUP, VERSION, project.namespace, "databaseservers", "nowhere",
+                                                  {"spec": {"port": free_port()}})
+    wait_until(lambda: any(c["type"] == "Ready" and c["status"] == "False" and c["reason"] == "Unreachable"
+                           for c in project.server_status("nowhere").get("conditions") or []),
+               timeout=60, what="DatabaseServer nowhere to report Unreachable")
+    ready = next(c for c in project.server_status("nowhere")["conditions"] if c["type"] == "Ready")
+    assert "connection" in ready["message"].lower() or "refused" in ready["message"].lower(), ready
+    assert project.pg.admin.password not in str(project.server_status("nowhere"))

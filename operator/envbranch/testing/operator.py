@@ -6,23 +6,35 @@ import os
 import sys
 from pathlib import Path
 
-from envbranch.testing.processes import ManagedProcess, free_port, wait_until
+from envbranch.testing.processes import ManagedProcess, ProcessExited, free_port, wait_until
 
 
 class OperatorProcess:
     def __init__(self, kubeconfig: Path, log_path: Path, *, env: dict[str, str] | None = None,
                  args: tuple[str, ...] = ()) -> None:
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.args = args
+        self.log_path = log_path
+        self._choose_ports()
+
+    def _choose_ports(self) -> None:
         self.liveness_port = free_port()
         self.metrics_port = free_port()
-        full_env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1", **(env or {})}
         argv = [sys.executable, "-m", "envbranch", f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
-                f"--metrics-port={self.metrics_port}", *args]
-        self.process = ManagedProcess("envbranch-operator", argv, log_path, env=full_env)
-        self.log_path = log_path
+                f"--metrics-port={self.metrics_port}", *self.args]
+        self.process = ManagedProcess("envbranch-operator", argv, self.log_path, env=self.env)
 
     def start(self) -> None:
-        self.process.start()
-        wait_until(self._alive, timeout=60, what="the operator's liveness endpoint")
+        # A port picked free can be taken by another process before the operator binds it: pick again.
+        for attempt in range(3):
+            self.process.start()
+            try:
+                wait_until(self._alive, timeout=60, what="the operator's liveness endpoint")
+                return
+            except ProcessExited:
+                if attempt == 2 or "address already in use" not in self.process.log_tail(20).lower():
+                    raise
+                self._choose_ports()
 
     def _alive(self) -> bool:
         import urllib.request
