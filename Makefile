@@ -8,7 +8,7 @@ export ENVBRANCH_CACHE ?= $(HOME)/.cache/envbranch
 STATE := $(ENVBRANCH_CACHE)/local
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint test test-unit test-integration test-e2e test-reliability controlplane \
+.PHONY: help venv lint test test-unit test-integration test-e2e test-reliability controlplane tools \
         up down demo crds bench e2e-kind pg15 clean
 
 help: ## list the targets
@@ -25,6 +25,9 @@ venv: $(VENV)/.installed ## create .venv with the pinned dependencies
 controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl from Go modules (cached)
 	@bash hack/build-controlplane.sh >/dev/null
 
+tools: ## build helm and kubeconform from Go modules in hack/tools (cached)
+	@bash hack/build-tools.sh >/dev/null
+
 pg15: ## install Debian's PostgreSQL 15, the second server version tests run against (best effort)
 	@bash hack/install-pg15.sh
 
@@ -36,13 +39,13 @@ crds: venv ## regenerate crds/ from the pydantic models in envbranch.api
 	$(PY) -m envbranch.api.crdgen crds
 	$(PY) -m envbranch.api.crdgen charts/envbranch/crds
 
-test: venv controlplane lint ## everything CI runs: lint, unit, integration, e2e and reliability tests
+test: venv controlplane tools lint ## everything CI runs: lint, unit, integration, e2e and reliability tests
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-unit: venv ## unit tests only (no servers)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: venv controlplane ## integration tests against the real API server and PostgreSQL
+test-integration: venv controlplane tools ## integration tests against the real API server and PostgreSQL
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
 
 test-e2e: venv controlplane ## end-to-end tests: the operator as a subprocess
@@ -60,7 +63,8 @@ down: venv ## stop what `make up` started
 demo: venv controlplane ## the whole story: control plane, PostgreSQL, operator, a sample app branched
 	$(PY) -m envbranch.testing demo
 
-bench: venv controlplane ## performance ratios (not part of make test)
+bench: venv controlplane ## performance ratios, plots and the README table (not part of make test; BENCH_SCALES, BENCH_REPEAT)
+	@bash hack/install-bench-tools.sh
 	$(PY) -m bench
 
 e2e-kind: ## for machines with Docker: build the image, create a kind cluster, run the e2e suite on it

@@ -22,7 +22,7 @@ flock 9
 if have_all; then echo "$out"; exit 0; fi
 
 if ! command -v go >/dev/null 2>&1; then
-  echo "error: the Go toolchain (>= 1.24) is needed to build the local control plane." >&2
+  echo "error: the Go toolchain (>= 1.26) is needed to build the local control plane." >&2
   echo "       Install it (Debian: apt-get install golang-go, or from go.dev) and run make again," >&2
   echo "       or point KUBEBUILDER_ASSETS at a folder holding etcd, kube-apiserver and kubectl." >&2
   exit 1
