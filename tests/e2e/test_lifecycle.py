@@ -15,28 +15,10 @@ from envbranch.testing.processes import wait_until
 from envbranch.testing.scenario import Project
 
 
-def _server(project: Project) -> engine.Server:
-    return engine.Server(project.pg.host, project.pg.port, project.pg.admin.user, project.pg.admin.password)
-
-
-def _tagged_with(project: Project, uid: str) -> list[engine.Tagged]:
-    return [t for t in engine.find_tagged(_server(project)) if t.uid == uid]
-
-
-def _namespace_exists(project: Project, name: str) -> bool:
-    try:
-        project.core.read_namespace(name)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
-
-
 def _assert_nothing_left(project: Project, name: str, uid: str) -> None:
     ns = f"{project.namespace}-{name}"
-    wait_until(lambda: not _namespace_exists(project, ns), timeout=60, what=f"namespace {ns} to be gone")
-    assert _tagged_with(project, uid) == []
+    wait_until(lambda: not project.namespace_exists(ns), timeout=60, what=f"namespace {ns} to be gone")
+    assert project.tagged(uid) == []
 
 
 def test_waits_for_a_missing_source_then_branches(project: Project) -> None:
@@ -44,7 +26,7 @@ def test_waits_for_a_missing_source_then_branches(project: Project) -> None:
     status = project.wait_phase("early", "Pending")
     source = next(c for c in status["conditions"] if c["type"] == "SourceReady")
     assert source["status"] == "False" and source["reason"] == "SourceNotFound"
-    assert not _namespace_exists(project, f"{project.namespace}-early")
+    assert not project.namespace_exists(f"{project.namespace}-early")
     project.setup_production(f"shop_{project.namespace.replace('-', '_')}", f"{project.namespace}-prod")
     assert project.wait_phase("early", "Active", "Failed")["phase"] == "Active"
 
@@ -71,8 +53,8 @@ def test_a_namespace_that_is_not_ours_is_never_touched(shop: Project) -> None:
     status = shop.wait_stalled("taken")
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "NamespaceConflict"
-    assert _namespace_exists(shop, f"{shop.namespace}-taken")
-    assert _tagged_with(shop, (shop.env("taken") or {})["metadata"]["uid"]) == []
+    assert shop.namespace_exists(f"{shop.namespace}-taken")
+    assert shop.tagged((shop.env("taken") or {})["metadata"]["uid"]) == []
 
 
 def test_retry_annotation_runs_a_failed_branch_again(shop: Project) -> None:
@@ -91,18 +73,18 @@ def test_display_names_are_unique_in_a_project(shop: Project) -> None:
     status = shop.wait_stalled("second")
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "DisplayNameTaken" and "first" in ready["message"]
-    assert not _namespace_exists(shop, f"{shop.namespace}-second")
+    assert not shop.namespace_exists(f"{shop.namespace}-second")
 
 
 def test_delete_removes_database_role_and_namespace(shop: Project) -> None:
     shop.apply_env("doomed", {"source": "production", "mode": "Full"})
     status = shop.wait_phase("doomed", "Active")
     uid = (shop.env("doomed") or {})["metadata"]["uid"]
-    assert {t.kind for t in _tagged_with(shop, uid)} == {"database", "role"}
+    assert {t.kind for t in shop.tagged(uid)} == {"database", "role"}
     shop.delete_env("doomed")
     shop.wait_gone("doomed")
-    assert not _namespace_exists(shop, status["namespace"])
-    assert _tagged_with(shop, uid) == []
+    assert not shop.namespace_exists(status["namespace"])
+    assert shop.tagged(uid) == []
 
 
 def test_deleting_an_adopted_root_retains_its_database_and_namespace(shop: Project) -> None:
@@ -110,7 +92,7 @@ def test_deleting_an_adopted_root_retains_its_database_and_namespace(shop: Proje
     prod_db = f"shop_{shop.namespace.replace('-', '_')}"
     shop.delete_env("production")
     shop.wait_gone("production")
-    assert _namespace_exists(shop, prod_ns)
+    assert shop.namespace_exists(prod_ns)
     with shop.pg.connect() as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (prod_db,)).fetchone() == (1,)
 
@@ -126,11 +108,11 @@ def test_ttl_deletes_the_branch_when_it_expires(shop: Project) -> None:
 
 def test_reaper_drops_databases_and_roles_no_environment_owns(project: Project) -> None:
     orphan_uid = str(uuid.uuid4())
-    server = _server(project)
+    server = project.engine_server()
     engine.create_empty_database(server, f"orphan_{orphan_uid[:8]}", orphan_uid)
     engine.create_branch_role(server, f"orphan_{orphan_uid[:8]}_owner", orphan_uid)
-    assert len(_tagged_with(project, orphan_uid)) == 2
-    wait_until(lambda: _tagged_with(project, orphan_uid) == [], timeout=60, what="the reaper to drop the orphans")
+    assert len(project.tagged(orphan_uid)) == 2
+    wait_until(lambda: project.tagged(orphan_uid) == [], timeout=60, what="the reaper to drop the orphans")
 
 
 def test_reapplying_the_same_manifests_changes_nothing(shop: Project, controlplane: ControlPlane) -> None:
@@ -175,10 +157,10 @@ def test_deleting_the_project_namespace_removes_every_branch(shop: Project) -> N
     # Everything goes at once: Environments, the DatabaseServer and its admin Secret. The server and
     # the Secret are held until the branch's finalizer has used them to drop the database and role.
     shop.core.delete_namespace(shop.namespace)
-    wait_until(lambda: not _namespace_exists(shop, shop.namespace), timeout=120,
+    wait_until(lambda: not shop.namespace_exists(shop.namespace), timeout=120,
                what=f"project namespace {shop.namespace} to be gone")
-    assert not _namespace_exists(shop, status["namespace"])
-    assert _tagged_with(shop, uid) == []
+    assert not shop.namespace_exists(status["namespace"])
+    assert shop.tagged(uid) == []
 
 
 def test_a_database_server_in_use_is_kept_until_its_environments_are_gone(shop: Project) -> None:
