@@ -31,9 +31,11 @@ tools: ## build helm and kubeconform from Go modules in hack/tools (cached)
 pg15: ## install Debian's PostgreSQL 15, the second server version tests run against (best effort)
 	@bash hack/install-pg15.sh
 
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and shellcheck (installed best effort)
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/mypy
+	@bash hack/install-shellcheck.sh
+	if command -v shellcheck >/dev/null; then shellcheck hack/*.sh .ci/run; fi
 
 crds: venv ## regenerate crds/ from the pydantic models in envbranch.api
 	$(PY) -m envbranch.api.crdgen crds

@@ -1,7 +1,25 @@
-"""Session fixtures: the real PostgreSQL and Kubernetes control plane every test above unit level uses."""
+"""Session fixtures: the real PostgreSQL and Kubernetes control plane every test above unit level uses.
+
+By default everything is local: a control plane, PostgreSQL and the operator as processes. The e2e
+suite can instead run against an existing cluster (hack/e2e-kind.sh sets these for a kind cluster):
+
+  ENVBRANCH_E2E_KUBECONFIG        an admin kubeconfig of an existing cluster: no control plane is started.
+  ENVBRANCH_E2E_CA_DIR            a folder with that cluster's CA, ca.crt and ca.key (kind: docker cp
+                                  <cluster>-control-plane:/etc/kubernetes/pki/ca.key), with which tests
+                                  mint per-user client-certificate kubeconfigs as they do locally.
+  ENVBRANCH_E2E_OPERATOR=external the operator already runs, installed by the chart with CRDs, RBAC and
+                                  the E2E_OPERATOR_ENV timers: the fixture waits for the Deployment
+                                  envbranch-operator in envbranch-system to be Available (its log from
+                                  kubectl logs, metrics by kubectl port-forward); without that Deployment
+                                  it waits for ENVBRANCH_E2E_OPERATOR_HEALTH (a /healthz URL) instead.
+                                  Tests marked needs_local_operator (they kill or restart it) are skipped.
+  ENVBRANCH_PG_LISTEN             the address the test PostgreSQL listens on, also DatabaseServer.spec.host
+                                  (default 127.0.0.1; for Pods in kind, the kind network's gateway).
+"""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,32 +27,41 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.crds import install_crds
-from envbranch.testing.manifests import apply
-from envbranch.testing.operator import OperatorProcess
+from envbranch.testing.controlplane import ControlPlane, ExternalCluster
+from envbranch.testing.operator import ExternalOperator, OperatorProcess, local_operator
 from envbranch.testing.postgres import Postgres, available_majors
 from envbranch.testing.processes import STARTED_PIDS, pid_alive
 from envbranch.testing.scenario import Project
+
+EXTERNAL_KUBECONFIG = os.environ.get("ENVBRANCH_E2E_KUBECONFIG")
+EXTERNAL_OPERATOR = os.environ.get("ENVBRANCH_E2E_OPERATOR") == "external"
+PG_LISTEN = os.environ.get("ENVBRANCH_PG_LISTEN") or "127.0.0.1"
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """The default server: PostgreSQL 18 (or ENVBRANCH_PG's major)."""
-    with Postgres() as pg:
+    with Postgres(host=PG_LISTEN) as pg:
         yield pg
 
 
 @pytest.fixture(scope="session", params=available_majors(), ids=lambda m: f"pg{m}")
 def postgres_each(request: pytest.FixtureRequest) -> Iterator[Postgres]:
     """Every installed server version in turn (18 always, 15 when Debian's is installed)."""
-    with Postgres(major=request.param) as pg:
+    with Postgres(major=request.param, host=PG_LISTEN) as pg:
         yield pg
 
 
 @pytest.fixture(scope="session")
 def controlplane() -> Iterator[ControlPlane]:
-    with ControlPlane() as cp:
+    if EXTERNAL_KUBECONFIG:
+        ca_dir = os.environ.get("ENVBRANCH_E2E_CA_DIR")
+        if not ca_dir:
+            raise RuntimeError("ENVBRANCH_E2E_KUBECONFIG needs ENVBRANCH_E2E_CA_DIR (the cluster's ca.crt and ca.key)")
+        cluster: ControlPlane = ExternalCluster(Path(EXTERNAL_KUBECONFIG), Path(ca_dir))
+    else:
+        cluster = ControlPlane()
+    with cluster as cp:
         yield cp
 
 
@@ -44,27 +71,15 @@ def k8s(controlplane: ControlPlane) -> client.ApiClient:
     return config.new_client_from_config(config_file=str(controlplane.kubeconfig))
 
 
-OPERATOR_USER = "envbranch-operator"
-# Short timers so expiry, re-probes and the reaper happen within a test's patience.
-OPERATOR_ENV = {
-    "ENVBRANCH_FAULT_INJECTION": "1", "ENVBRANCH_PROBE_INTERVAL": "2", "ENVBRANCH_REAPER_INTERVAL": "2",
-    "ENVBRANCH_REAPER_GRACE": "1", "ENVBRANCH_SOURCE_WAIT": "1",
-}
-
-
 @pytest.fixture(scope="session")
 def operator(controlplane: ControlPlane, k8s: client.ApiClient, postgres: Postgres,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    install_crds(k8s)
-    # The operator runs as a user bound only to the chart's ClusterRole: a missing permission
-    # fails the suite, and the role lists nothing the suite does not need.
-    apply(controlplane, "operator-rbac.yaml")
-    client.RbacAuthorizationV1Api(k8s).create_cluster_role_binding({
-        "metadata": {"name": "envbranch-operator-e2e"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "envbranch-operator"},
-        "subjects": [{"kind": "User", "name": OPERATOR_USER, "apiGroup": "rbac.authorization.k8s.io"}]})
-    log = Path(tmp_path_factory.mktemp("operator")) / "operator.log"
-    op = OperatorProcess(controlplane.kubeconfig_for(OPERATOR_USER), log, env=OPERATOR_ENV)
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess | ExternalOperator]:
+    work = Path(tmp_path_factory.mktemp("operator"))
+    op: OperatorProcess | ExternalOperator
+    if EXTERNAL_OPERATOR:
+        op = ExternalOperator(controlplane, work, health_url=os.environ.get("ENVBRANCH_E2E_OPERATOR_HEALTH"))
+    else:
+        op = local_operator(controlplane, k8s, work / "operator.log")
     op.start()
     try:
         yield op
@@ -95,8 +110,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     op = item.funcargs.get("operator") if hasattr(item, "funcargs") else None
-    if report.failed and isinstance(op, OperatorProcess):
+    if report.failed and isinstance(op, OperatorProcess | ExternalOperator):
         report.sections.append(("operator log (last 120 lines)", "\n".join(op.log().splitlines()[-120:])))
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if not EXTERNAL_KUBECONFIG:
+        return None
+    operator = "external" if EXTERNAL_OPERATOR else "a local process"
+    return f"envbranch e2e: external cluster {EXTERNAL_KUBECONFIG}, operator {operator}, PostgreSQL on {PG_LISTEN}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not EXTERNAL_OPERATOR:
+        return
+    skip = pytest.mark.skip(reason="needs_local_operator: the operator runs outside this session "
+                                   "(ENVBRANCH_E2E_OPERATOR=external) and cannot be killed, restarted or measured")
+    for item in items:
+        if item.get_closest_marker("needs_local_operator"):
+            item.add_marker(skip)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

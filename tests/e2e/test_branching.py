@@ -90,9 +90,10 @@ def test_no_copy_flags_copy_nothing(shop: Project) -> None:
 def test_metrics_report_branches_steps_bytes_rollbacks_and_phases(shop: Project, operator: object) -> None:
     import urllib.request
 
-    from envbranch.testing.operator import OperatorProcess
+    from envbranch.testing.operator import ExternalOperator, OperatorProcess
 
-    assert isinstance(operator, OperatorProcess)
+    # Locally the operator's own port; against a cluster, a port-forward to the chart's metrics Service.
+    assert isinstance(operator, OperatorProcess | ExternalOperator)
     shop.apply_env("measured", {"source": "production", "mode": "Full"})
     shop.wait_phase("measured", "Active")
     shop.apply_env("measured-fail", {"source": "production", "mode": "Full"},

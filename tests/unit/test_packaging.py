@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,3 +29,11 @@ def test_plain_chart_manifests_are_valid_yaml_with_kinds() -> None:
 def test_shell_scripts_parse() -> None:
     for script in ("hack/e2e-kind.sh", "hack/build-controlplane.sh", "hack/install-pg15.sh", ".ci/run"):
         subprocess.run(["bash", "-n", str(REPO / script)], check=True)
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None,
+                    reason="shellcheck is not installed (hack/install-shellcheck.sh)")
+def test_shell_scripts_pass_shellcheck() -> None:
+    scripts = sorted(str(p) for p in (REPO / "hack").glob("*.sh"))
+    result = subprocess.run(["shellcheck", *scripts, str(REPO / ".ci/run")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout

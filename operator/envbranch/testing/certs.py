@@ -36,7 +36,7 @@ class KeyPair:
 
 class CertificateAuthority:
     def __init__(self, common_name: str = "envbranch-local-ca") -> None:
-        self._key = ec.generate_private_key(ec.SECP256R1())
+        self._key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         now = dt.datetime.now(dt.UTC)
         self._cert = (
@@ -50,6 +50,27 @@ class CertificateAuthority:
                                          encipher_only=False, decipher_only=False), critical=True)
             .sign(self._key, hashes.SHA256())
         )
+
+    @classmethod
+    def load(cls, directory: Path) -> CertificateAuthority:
+        """An existing cluster's CA from `directory`/ca.crt and ca.key (kubeadm and kind keep them in
+        /etc/kubernetes/pki/), to issue client certificates that cluster accepts."""
+        cert_path, key_path = directory / "ca.crt", directory / "ca.key"
+        for path in (cert_path, key_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"no {path.name} in {directory}: the CA folder needs ca.crt and ca.key")
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise ValueError(f"{key_path}: only RSA and EC CA keys are supported")
+        ca = cls.__new__(cls)
+        ca._key = key
+        ca._cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        return ca
+
+    def write(self, directory: Path) -> tuple[Path, Path]:
+        """ca.crt and ca.key in `directory`, the layout `load` reads."""
+        directory.mkdir(parents=True, exist_ok=True)
+        return KeyPair(self.cert_pem, _pem_key(self._key)).write(directory, "ca")
 
     @property
     def cert_pem(self) -> bytes:

@@ -13,6 +13,7 @@ import shutil
 import ssl
 import subprocess
 import tempfile
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -224,7 +225,55 @@ class ControlPlane:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in user)
         return self.write_kubeconfig(self.base_dir / f"user-{safe}.kubeconfig", user, groups)
 
+    def kubectl_path(self) -> Path:
+        return find_binary("kubectl")
+
     def kubectl(self, *args: str, kubeconfig: Path | None = None, input: str | None = None,
                 check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(find_binary("kubectl")), f"--kubeconfig={kubeconfig or self.kubeconfig}",
+        return subprocess.run([str(self.kubectl_path()), f"--kubeconfig={kubeconfig or self.kubeconfig}",
                                *args], input=input, capture_output=True, text=True, check=check, timeout=120)
+
+
+class ExternalCluster(ControlPlane):
+    """An existing cluster (kind, for `make e2e-kind`) behind what tests use from ControlPlane:
+    `kubeconfig` is its admin kubeconfig, `server` its API server, `kubeconfig_for(user, groups)` mints
+    a client-certificate kubeconfig with the cluster's own CA (ca.crt and ca.key in `ca_dir`), and
+    `kubectl` runs the kubectl on PATH. Nothing is started or stopped but a folder for kubeconfigs."""
+
+    def __init__(self, kubeconfig: Path, ca_dir: Path) -> None:
+        ca = CertificateAuthority.load(ca_dir)  # before the temp folder: a missing file leaves nothing behind
+        super().__init__(controller_manager=False)
+        self.ca = ca
+        self.pki = ca_dir
+        self.kubeconfig = kubeconfig
+        self._server = current_server(kubeconfig)
+        self.port = urllib.parse.urlsplit(self._server).port or 443
+
+    @property
+    def server(self) -> str:
+        return self._server
+
+    def start(self) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        wait_until(lambda: self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
+                   timeout=60, what=f"the external cluster's API server {self.server} to be ready")
+        # A CA that is not the cluster's shows here, not as puzzling 401s in the middle of a test.
+        probe = self.kubectl("get", "--raw", "/api", check=False,
+                             kubeconfig=self.kubeconfig_for("envbranch-ca-check"))
+        if probe.returncode != 0:
+            raise RuntimeError(f"a client certificate issued with the CA in {self.pki} is refused by "
+                               f"{self.server}: is it that cluster's CA? ({probe.stderr.strip()})")
+
+    def restart_apiserver(self) -> None:
+        raise RuntimeError("the API server of an external cluster cannot be restarted by the tests")
+
+    def kubectl_path(self) -> Path:
+        on_path = shutil.which("kubectl")
+        return Path(on_path) if on_path else find_binary("kubectl")
+
+
+def current_server(kubeconfig: Path) -> str:
+    """The API server URL of a kubeconfig's current context."""
+    cfg = yaml.safe_load(kubeconfig.read_text())
+    context = next(c["context"] for c in cfg["contexts"] if c["name"] == cfg["current-context"])
+    return str(next(c["cluster"]["server"] for c in cfg["clusters"] if c["name"] == context["cluster"]))

@@ -56,14 +56,16 @@ class Role:
 
 
 class Postgres:
-    """`with Postgres() as pg:` starts a server on 127.0.0.1 on a free port, in a temp dir."""
+    """`with Postgres() as pg:` starts a server on `host` (127.0.0.1) on a free port, in a temp dir."""
 
-    def __init__(self, major: str | None = None, base_dir: Path | None = None) -> None:
+    def __init__(self, major: str | None = None, base_dir: Path | None = None, host: str = "127.0.0.1") -> None:
         self.bin_dir = server_bin_dir(major)
         self._own_dir = base_dir is None
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="envbranch-pg-"))
         self.data_dir = self.base_dir / "data"
-        self.host = "127.0.0.1"
+        # The address it listens on, and the one clients (a DatabaseServer's spec.host) are given: for
+        # an operator in a kind cluster, the kind network's gateway on this machine.
+        self.host = host
         self.port = 0
         self.superuser = Role(SUPERUSER, secrets.token_urlsafe(24))
         self.admin = Role(ADMIN_USER, secrets.token_urlsafe(24))
@@ -109,6 +111,11 @@ class Postgres:
                 raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
             finally:
                 pwfile.unlink()
+            if self.host not in ("127.0.0.1", "::1", "localhost"):
+                # initdb admits TCP clients from loopback only; Pods reach a non-loopback address from
+                # their node's (or their own) address. Passwords are still required.
+                with open(self.data_dir / "pg_hba.conf", "a") as hba:
+                    hba.write("host all all all scram-sha-256\n")
         # A restart (process.stop(), then start()) keeps the port and the data dir, as a real server would.
         self.port = self.port or free_port()
         # Durability is pointless for a test server and fsync dominates small clones.
