@@ -1,19 +1,23 @@
-"""SIGKILL the operator at each step boundary of a branch, restart it: the branch ends Active with
-exactly one database, one role and one credentials Secret."""
+"""SIGKILL the operator at each step boundary of a branch, and in the middle of a long dump, restart
+it: the branch ends Active with exactly one database, one role and one credentials Secret."""
 
 from __future__ import annotations
 
-import pytest
+import time
 
-from envbranch import postgres as engine
-from envbranch.api.common import GROUP, VERSION
+import pytest
+from faults import BIG_ROOT, DUMP, Recorder, assert_converged, source_database, unpause, wait_copying
+
 from envbranch.testing.operator import OperatorProcess
 from envbranch.testing.processes import wait_until
 from envbranch.testing.scenario import Project
 
 STEPS = ["namespace", "database", "credentials", "configuration"]
+pytestmark = pytest.mark.needs_local_operator  # SIGKILLs and restarts the operator process
 
 
+@pytest.mark.reliability("operator SIGKILLed at a step boundary", "ends Active; exactly one database, role, "
+                         "credentials Secret, copied Secret and ConfigMap")
 @pytest.mark.parametrize("step", STEPS)
 def test_killed_at_a_step_boundary_the_branch_still_converges(shop: Project, operator: OperatorProcess,
                                                                step: str) -> None:
@@ -24,17 +28,32 @@ def test_killed_at_a_step_boundary_the_branch_still_converges(shop: Project, ope
                what=f"{name} to pause at step {step}")
     operator.kill()
     try:
-        shop.custom.patch_namespaced_custom_object(GROUP, VERSION, shop.namespace, "environments", name, {
-            "metadata": {"annotations": {"envbranch.io/inject-pause": None}}})
+        unpause(shop, name)
     finally:
         operator.start()
     status = shop.wait_phase(name, "Active", "Failed", timeout=180)
-    assert status["phase"] == "Active", status
-    uid = (shop.env(name) or {})["metadata"]["uid"]
-    server = engine.Server(shop.pg.host, shop.pg.port, shop.pg.admin.user, shop.pg.admin.password)
-    tagged = sorted((t.kind, t.name) for t in engine.find_tagged(server) if t.uid == uid)
-    assert tagged == [("database", status["database"]["name"]), ("role", f"{status['database']['name']}_owner")]
-    secrets = {s.metadata.name for s in shop.core.list_namespaced_secret(status["namespace"]).items}
-    assert secrets == {f"{name}-db", "app-secrets"}
-    cms = {c.metadata.name for c in shop.core.list_namespaced_config_map(status["namespace"]).items}
-    assert cms - {"kube-root-ca.crt"} == {"app-env", "envbranch-environment"}
+    assert_converged(shop, name, status, secrets={"app-secrets"}, configmaps={"app-env"})
+
+
+@pytest.mark.reliability("operator SIGKILLed during a long dump", "Full mode, Dump strategy, ~200 MB source "
+                         "killed mid-COPY: ends Active; one database (the partial copy replaced), one role, one "
+                         "Secret; every row there")
+def test_killed_during_a_long_dump_the_branch_still_converges(big: Project, operator: OperatorProcess,
+                                                              record: Recorder) -> None:
+    name = "killed-mid-dump"
+    source_db = source_database(big, BIG_ROOT)
+    big.apply_env(name, {"source": BIG_ROOT, "mode": "Full", "database": DUMP})
+    wait_copying(big.pg, source_db)
+    operator.kill()
+    started = time.monotonic()
+    operator.start()
+    status = big.wait_phase(name, "Active", "Failed", timeout=180)
+    record.number("restart → Active", f"{time.monotonic() - started:.1f} s")
+    with big.pg.connect() as conn:
+        size = conn.execute("SELECT pg_database_size(%s)", (source_db,)).fetchone()
+    record.number("source", f"{int(str(size[0])) / 2**20:.0f} MiB" if size else "?")
+    assert_converged(big, name, status)
+    assert status["database"]["strategy"] == "Dump"
+    with big.pg.connect(status["database"]["name"]) as conn:
+        rows = conn.execute("SELECT (SELECT count(*) FROM t0) + (SELECT count(*) FROM t3)").fetchone()
+    assert rows == (120_000,)

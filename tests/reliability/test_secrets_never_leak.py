@@ -1,9 +1,16 @@
 """No generated password, rotated value, source secret value or admin password appears in the
-operator's log, any Event, any Environment or DatabaseServer, or the text of a failed run."""
+operator's log, any Event, any Environment or DatabaseServer, or the text of a failed run; branch
+credentials are 32 random bytes for a role without superuser/createdb/createrole, and nobody but that
+role may connect to the branch database."""
 
 from __future__ import annotations
 
 import base64
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
 
 from envbranch.testing.controlplane import ControlPlane
 from envbranch.testing.operator import OperatorProcess
@@ -19,6 +26,19 @@ def _decoded(project: Project, ns: str, name: str) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
 
+def _all_branch_passwords(project: Project) -> dict[str, str]:
+    """The password of every branch credentials Secret in the cluster right now."""
+    found = {}
+    for secret in project.core.list_secret_for_all_namespaces(label_selector="envbranch.io/environment").items:
+        data = secret.data or {}
+        if secret.type == "kubernetes.io/basic-auth" and "password" in data:
+            found[f"{secret.metadata.namespace}/{secret.metadata.name}"] = base64.b64decode(data["password"]).decode()
+    return found
+
+
+@pytest.mark.reliability("secrets never leak", "no branch password (every one in the cluster), rotated value, "
+                         "source Secret value or admin password in the operator log, Events, Environment and "
+                         "DatabaseServer YAML, failure messages or the PostgreSQL log")
 def test_no_secret_value_reaches_logs_events_or_status(shop: Project, operator: OperatorProcess,
                                                        controlplane: ControlPlane) -> None:
     shop.apply_env("leaky", {"source": "production", "mode": "Full", "copy": ALL})
@@ -34,6 +54,8 @@ def test_no_secret_value_reaches_logs_events_or_status(shop: Project, operator: 
     creds = _decoded(shop, ns, "leaky-db")
     secrets = {"branch password": creds["password"], "admin password": shop.pg.admin.password,
                "superuser password": shop.pg.superuser.password, "wrong password": "wrong-admin-password-value"}
+    for where, password in _all_branch_passwords(shop).items():
+        secrets[f"branch password {where}"] = password
     for rotation in status["rotations"]:
         for key in rotation["keys"]:
             secrets[f"rotated {rotation['secret']}/{key}"] = _decoded(shop, ns, rotation["secret"])[key]
@@ -55,3 +77,39 @@ def test_no_secret_value_reaches_logs_events_or_status(shop: Project, operator: 
     leaks = [(what, where) for what, value in secrets.items() for where, text in haystacks.items() if value in text]
     assert leaks == []
     assert "rolled back" in haystacks["environments"] and "password authentication failed" in haystacks["events"]
+
+
+@pytest.mark.reliability("branch credentials", "password is 32 random bytes (base64url), different per branch; the "
+                         "role is NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION; PUBLIC has no CONNECT: another "
+                         "login role is refused, the branch role gets in")
+def test_branch_credentials_are_strong_and_private(shop: Project) -> None:
+    shop.apply_env("creds-a", {"source": "production", "mode": "System"})
+    shop.apply_env("creds-b", {"source": "production", "mode": "System"})
+    a, b = shop.wait_phase("creds-a", "Active"), shop.wait_phase("creds-b", "Active")
+    creds = _decoded(shop, a["namespace"], "creds-a-db")
+    other = _decoded(shop, b["namespace"], "creds-b-db")["password"]
+    raw = base64.urlsafe_b64decode(creds["password"] + "=" * (-len(creds["password"]) % 4))
+    assert len(raw) == 32 and creds["password"] != other
+    with shop.pg.connect() as conn:
+        attrs = conn.execute("SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolcanlogin "
+                             "FROM pg_roles WHERE rolname = %s", (creds["username"],)).fetchone()
+        assert attrs == (False, False, False, False, False, True)
+        public = conn.execute("SELECT has_database_privilege('public', %s, 'CONNECT')", (creds["dbname"],)).fetchone()
+        assert public == (False,)
+        outsider, password = f"outsider_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(outsider),
+                                                                        sql.Literal(password)))
+    try:
+        with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+            psycopg.connect(host=shop.pg.host, port=shop.pg.port, dbname=creds["dbname"], user=outsider,
+                            password=password, connect_timeout=10).close()
+        # The other branch's role is an outsider too.
+        with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+            psycopg.connect(host=shop.pg.host, port=shop.pg.port, dbname=creds["dbname"],
+                            user=_decoded(shop, b["namespace"], "creds-b-db")["username"], password=other,
+                            connect_timeout=10).close()
+        with psycopg.connect(creds["uri"], connect_timeout=10) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (creds["username"],)
+    finally:
+        with shop.pg.connect() as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(outsider)))

@@ -7,10 +7,13 @@ created; rollback and deletion remove the inventory in reverse order and verify 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import logging
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +22,7 @@ from envbranch.api import common
 from envbranch.api.environment import EnvironmentSpec, parse_ttl
 from envbranch.branching import config_copy, database
 from envbranch.branching.conditions import Condition, get_condition, now_rfc3339, set_condition
-from envbranch.branching.errors import Invalid, StepFailed, Transient, Waiting
+from envbranch.branching.errors import Cancelled, Invalid, StepFailed, Transient, Waiting
 from envbranch.branching.inventory import Entry, entries, with_entry
 from envbranch.kube import configuration, events, namespaces, resources
 
@@ -206,7 +209,7 @@ class EnvironmentRun:
         while True:
             body = resources.get(resources.ENVIRONMENTS, self.project, self.name)
             annotations = (body or {}).get("metadata", {}).get("annotations") or {}
-            if annotations.get(common.ANNOTATION_INJECT_PAUSE) != step:
+            if annotations.get(common.ANNOTATION_INJECT_PAUSE) != step or self.cancelled:
                 return
             time.sleep(0.2)
 
@@ -215,7 +218,51 @@ class EnvironmentRun:
         self._step = (step, time.monotonic())
         self.progress(step, _STEP_PERCENT[step])
         self.pause_point(step)
+        if self.cancelled:
+            raise Cancelled()
         self.inject_fault(step)
+
+    # -- cancellation ----------------------------------------------------------------------------
+    cancelled = False
+    DELETION_POLL_S = 1.0
+
+    @contextlib.contextmanager
+    def cancelled_on_deletion(self, plan: Plan) -> Iterator[None]:
+        """While the steps run, watch for the Environment being deleted (Kopf runs the finalizer only
+        after this handler returns). Once it is, the copy under way is cut off by dropping the branch
+        database it writes into (tagged with our UID from its creation, so never anyone else's), and
+        whatever the steps raise becomes Cancelled: the finalizer then removes what is left."""
+        stop = threading.Event()
+        watcher = threading.Thread(target=self._watch_deletion, args=(plan, stop), daemon=True,
+                                   name=f"envbranch-cancel-{self.name}")
+        watcher.start()
+        try:
+            yield
+        except Exception as exc:
+            if self.cancelled:
+                raise Cancelled() from exc
+            raise
+        finally:
+            stop.set()
+            watcher.join()
+        if self.cancelled:
+            raise Cancelled()
+
+    def _watch_deletion(self, plan: Plan, stop: threading.Event) -> None:
+        while not stop.wait(self.DELETION_POLL_S):
+            try:
+                body = resources.get(resources.ENVIRONMENTS, self.project, self.name)
+            except Exception as exc:  # an API hiccup: look again on the next tick
+                log.debug("deletion watch of %s/%s: %s", self.project, self.name, type(exc).__name__)
+                continue
+            meta = (body or {}).get("metadata") or {}
+            if body is not None and meta.get("uid") == self.uid and not meta.get("deletionTimestamp"):
+                continue
+            self.cancelled = True
+            if not plan.adopt_database:
+                with contextlib.suppress(Exception):  # not there yet, or not ours: nothing to cut off
+                    database.drop_database(self.project, plan.server_name, plan.database, self.uid)
+            return
 
     def step_namespace(self, plan: Plan) -> None:
         self.enter("namespace")
@@ -361,15 +408,20 @@ class EnvironmentRun:
         step = "namespace"
         self._started = time.monotonic()
         try:
-            self.step_namespace(plan)
-            server = database.server_info(self.project, plan.server_name)
-            step = "database"
-            self.step_database(plan)
-            step = "credentials"
-            self.step_credentials(plan, server)
-            self.registration(plan, server)
-            step = "configuration"
-            self.step_configuration(plan)
+            with self.cancelled_on_deletion(plan):
+                self.step_namespace(plan)
+                server = database.server_info(self.project, plan.server_name)
+                step = "database"
+                self.step_database(plan)
+                step = "credentials"
+                self.step_credentials(plan, server)
+                self.registration(plan, server)
+                step = "configuration"
+                self.step_configuration(plan)
+        except Cancelled as exc:
+            self.finish_step()
+            self.event(exc.reason, f"step {step} stopped: {exc.message}", warning=True)
+            return
         except Transient as exc:
             if retry < MAX_TRANSIENT_RETRIES:
                 self.event("Retrying", f"step {exc.step}: {exc.message}", warning=True)

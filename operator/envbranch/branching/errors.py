@@ -38,3 +38,11 @@ class Transient(BranchError):
     def __init__(self, step: str, reason: str, message: str) -> None:
         super().__init__(reason, message)
         self.step = step
+
+
+class Cancelled(BranchError):
+    """The Environment is being deleted: stop branching and leave the removal to the finalizer."""
+
+    def __init__(self) -> None:
+        super().__init__("Cancelled", "the Environment is being deleted: branching stopped; the finalizer "
+                         "removes what was made")

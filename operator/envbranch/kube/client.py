@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -54,7 +55,8 @@ def get_or_none(read: Callable[[], T]) -> T | None:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Conflicts, throttling and server errors are worth retrying; other API errors are not."""
+    """Conflicts, throttling and server errors are worth retrying; other API errors are not. So is an
+    API server that cannot be reached (restarting): urllib3 reports that as its own HTTPError."""
     if isinstance(exc, ApiException):
         return exc.status in (409, 429) or exc.status >= 500 or exc.status == 0
-    return isinstance(exc, (ConnectionError, TimeoutError, OSError))
+    return isinstance(exc, (ConnectionError, TimeoutError, OSError, urllib3.exceptions.HTTPError))

@@ -17,6 +17,12 @@ _TRANSIENT_CODES = {
     "40001", "40P01",                 # serialization failure, deadlock
     "57014",                          # query_canceled (statement_timeout)
 }
+# What psql/pg_dump print for the same connection failures: the server unreachable, starting or
+# stopping, or a session ended under it (57P01 admin shutdown reads "terminating connection due to
+# administrator command").
+_TRANSIENT_TOOL_ERRORS = ("could not connect", "Connection refused", "the database system is",
+                          "terminating connection due to administrator command",
+                          "server closed the connection unexpectedly")
 _HINTS = {
     "42501": "the DatabaseServer's admin role lacks a privilege (it needs CREATEDB and CREATEROLE, and "
              "membership in the roles that own the source database's objects)",
@@ -81,7 +87,7 @@ def classify(exc: BaseException, secrets: tuple[str, ...] = ()) -> EngineError:
         tool = str(exc.cmd[0]).rsplit("/", 1)[-1] if exc.cmd else "tool"
         lines = [ln for ln in stderr.strip().splitlines() if ln.strip()][-3:]
         text = scrub(f"{tool} failed (exit {exc.returncode}): {' | '.join(lines)}", secrets)
-        transient = any(s in stderr for s in ("could not connect", "Connection refused", "the database system is"))
+        transient = any(s in stderr for s in _TRANSIENT_TOOL_ERRORS)
         return TransientError(text) if transient else PermanentError(text)
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return TransientError(scrub(str(exc), secrets))

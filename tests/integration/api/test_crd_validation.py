@@ -11,6 +11,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from envbranch.api.common import GROUP, VERSION
+from envbranch.testing.admission import BAD_SPECS, IMMUTABLE_BRANCH_CHANGES, create_environment, refusal
 from envbranch.testing.crds import install_crds
 
 
@@ -23,34 +24,11 @@ def project(k8s: client.ApiClient) -> str:
 
 
 def _create(k8s: client.ApiClient, ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return dict(client.CustomObjectsApi(k8s).create_namespaced_custom_object(
-        GROUP, VERSION, ns, "environments",
-        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Environment", "metadata": {"name": name}, "spec": spec}))
+    return create_environment(client.CustomObjectsApi(k8s), ns, name, spec)
 
 
 def _refusal(k8s: client.ApiClient, ns: str, name: str, spec: dict[str, Any]) -> str:
-    with pytest.raises(ApiException) as info:
-        _create(k8s, ns, name, spec)
-    assert info.value.status == 422, info.value.body
-    return str(info.value.body)
-
-
-BAD_SPECS = [
-    ("branch-without-mode", {"source": "production"}, "spec.mode is required on a branch"),
-    ("bad-mode", {"source": "production", "mode": "Partial"}, 'supported values: \\"Full\\", \\"System\\"'),
-    ("namespace-on-branch", {"source": "production", "mode": "Full", "namespace": "x"},
-     "are for root environments only"),
-    ("dbname-on-branch", {"source": "production", "mode": "Full", "database": {"name": "x"}},
-     "are for root environments only"),
-    ("copy-on-root", {"copy": {"fileProviders": True}}, "spec.copy needs spec.source"),
-    ("bad-display", {"displayName": "has spaces"}, "spec.displayName"),
-    ("long-display", {"displayName": "x" * 65}, "spec.displayName"),
-    ("bad-source", {"source": "Production", "mode": "Full"}, "spec.source"),
-    ("bad-ttl", {"source": "production", "mode": "Full", "ttl": "3 days"}, "spec.ttl"),
-    ("bad-strategy", {"source": "production", "mode": "Full", "database": {"strategy": "Fast"}},
-     "spec.database.strategy"),
-    ("bad-policy", {"deletionPolicy": "Keep"}, "spec.deletionPolicy"),
-]
+    return refusal(client.CustomObjectsApi(k8s), ns, name, spec)
 
 
 @pytest.mark.parametrize(("name", "spec", "message"), BAD_SPECS, ids=[b[0] for b in BAD_SPECS])
@@ -68,10 +46,7 @@ def test_immutable_fields_cannot_change(k8s: client.ApiClient, project: str) -> 
                                         "copy": {"environmentVariables": True}, "displayName": "Before"})
     api = client.CustomObjectsApi(k8s)
     args = (GROUP, VERSION, project, "environments", "immutable")
-    for patch, message in [({"mode": "Full"}, "spec.mode is immutable"),
-                           ({"source": "other"}, "spec.source is immutable"),
-                           ({"copy": {"fileProviders": True}}, "spec.copy is immutable"),
-                           ({"database": {"strategy": "Dump"}}, "spec.database is immutable")]:
+    for _, patch, message in IMMUTABLE_BRANCH_CHANGES:
         with pytest.raises(ApiException) as info:
             api.patch_namespaced_custom_object(*args, {"spec": patch})
         assert message in str(info.value.body)

@@ -1,0 +1,108 @@
+"""PostgreSQL failing under a clone: the server stopped mid-copy and started again, and the source
+database dropped mid-copy. Either the branch retries to Active or it fails with its rollback
+complete; nothing is left behind either way."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from faults import DUMP, Recorder, adopt_root, assert_converged, assert_nothing_left, create_big_database, wait_copying
+
+from envbranch import postgres as engine
+from envbranch.testing.postgres import Postgres
+from envbranch.testing.processes import wait_until
+from envbranch.testing.scenario import Project
+
+
+def _settled(project: Project, name: str) -> dict[str, object] | None:
+    """Active, or Failed with the rollback finished (Stalled=True)."""
+    status = project.status(name)
+    stalled = any(c["type"] == "Stalled" and c["status"] == "True" for c in status.get("conditions") or [])
+    return status if status.get("phase") == "Active" or (status.get("phase") == "Failed" and stalled) else None
+
+
+def _noticed(project: Project, name: str) -> bool:
+    """The operator has seen the failure: it retries, or it has failed and its rollback waits."""
+    status = project.status(name)
+    return "Retrying" in project.event_reasons(name) or status.get("phase") in ("Failed", "Pending")
+
+
+@pytest.fixture
+def side(project: Project) -> Iterator[Project]:
+    """A PostgreSQL server of its own (the session's is not disturbed) with a DatabaseServer `side` and
+    a root `side-root` adopting a ~130 MB database on it."""
+    with Postgres() as pg:
+        proj = Project(project.api, project.namespace, pg, server="side")
+        proj.create_server("side")
+        proj.wait_server_ready("side")
+        create_big_database(pg, "side_source", rows=40_000)
+        adopt_root(proj, "side-root", "side_source", server="side")
+        yield proj
+        # Nothing of this project may keep the operator busy once its server is gone.
+        for env in proj.custom.list_namespaced_custom_object("envbranch.io", "v1alpha1", proj.namespace,
+                                                             "environments")["items"]:
+            proj.delete_env(env["metadata"]["name"])
+            proj.wait_gone(env["metadata"]["name"])
+        proj.custom.delete_namespaced_custom_object("envbranch.io", "v1alpha1", proj.namespace, "databaseservers",
+                                                    "side")
+
+
+@pytest.mark.reliability("PostgreSQL stopped during a clone, then started", "the same port after the restart; "
+                         "the operator retries, then Active or Failed with the rollback complete; no orphan database "
+                         "or role on the server (the reaper takes what the crash left)")
+def test_server_stopped_during_a_clone_recovers_or_rolls_back(side: Project, record: Recorder) -> None:
+    name = "pg-stopped"
+    side.apply_env(name, {"source": "side-root", "mode": "Full", "database": DUMP})
+    uid = side.uid(name)
+    wait_copying(side.pg, "side_source")
+    port = side.pg.port
+    assert side.pg.process is not None
+    side.pg.process.stop()
+    wait_until(lambda: _noticed(side, name), timeout=60, what=f"the operator to notice the stopped server ({name})")
+    side.pg.start()
+    assert side.pg.port == port
+    restarted = time.monotonic()
+    status = wait_until(lambda: _settled(side, name), timeout=180, what=f"{name} to be Active or rolled back")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")  # type: ignore[union-attr]
+    record.number("ended", f"{status['phase']} {time.monotonic() - restarted:.1f} s after the restart "
+                  f"({ready['reason']}: {ready['message']})")
+    if status["phase"] == "Active":
+        assert_converged(side, name, status)
+        expected = [("database", uid), ("role", uid)]
+    else:
+        assert status.get("inventory") in (None, [])
+        assert_nothing_left(side, name, uid)
+        expected = []
+    # Nothing on the server but what the branch owns: whatever the crash left is reaped.
+    wait_until(lambda: _tagged_on(side) == expected, timeout=30, what="no orphan on the restarted server")
+    side.delete_env(name)
+    side.wait_gone(name)
+    assert _tagged_on(side) == []
+
+
+def _tagged_on(project: Project) -> list[tuple[str, str]]:
+    return sorted((t.kind, t.uid) for t in engine.find_tagged(project.engine_server()))
+
+
+@pytest.mark.reliability("source database dropped during a clone", "DROP DATABASE … WITH (FORCE) of the source "
+                         "mid-COPY: Failed, Stalled, the Ready message names the cause, rollback complete, no "
+                         "namespace, database or role left")
+def test_source_dropped_during_a_clone_fails_and_rolls_back(project: Project) -> None:
+    dbname = f"vanishing_{project.namespace.replace('-', '_')}"
+    create_big_database(project.pg, dbname, rows=30_000)
+    adopt_root(project, "vanishing", dbname)
+    name = "orphaned-branch"
+    project.apply_env(name, {"source": "vanishing", "mode": "Full", "database": DUMP})
+    uid = project.uid(name)
+    wait_copying(project.pg, dbname)
+    with project.pg.connect() as conn:
+        conn.execute(f'DROP DATABASE "{dbname}" WITH (FORCE)')  # a fixed test name, not user input
+    status = project.wait_stalled(name, timeout=180)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and "rolled back" in ready["message"], ready
+    assert "step database failed" in ready["message"], ready
+    assert status.get("inventory") in (None, [])
+    assert_nothing_left(project, name, uid)
+    assert "RolledBack" in project.event_reasons(name)
