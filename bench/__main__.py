@@ -1,112 +1,98 @@
-"""Measures, on the same pgbench database in the same run (ratios, not absolute times):
+"""`make bench`: envbranch against what a user would do by hand, on the same pgbench data in the same
+run, as ratios (the machine is shared and noisy; absolute times mean little). Writes
+bench/results.json, docs/bench-*.png and the README's Performance table.
 
-- P2 template clone MB/s divided by `cp -r` of the database's files on the same disk;
-- P3 envbranch's online Dump against `pg_dump | psql` and `pg_dump -Fd -j2` + `pg_restore -j2`;
-- P4 System mode at the large scale divided by System mode at the small scale;
-- and the raw time of every strategy and mode. Results go to bench/results.json.
+- P1 Environment apply → Ready over the raw SQL clone of the same database (Template and Dump);
+- P2 full clone MB/s over `cp -r` of the database's files on the same disk;
+- P3 the online Dump against `pg_dump | psql`, `pg_dump -Fd -j2` + `pg_restore -j2` and pgcopydb;
+- P4 System mode at the large scale over the small scale;
+- P5 pgbench TPS on the source during online clones over idle, and source sessions terminated;
+- P6 concurrent branches over one branch; P7 operator peak RSS with many Environments and API
+  writes while idle; P8 PostgreSQL 18's reflink clone on an XFS loop file system.
 
-Scales come from BENCH_SCALES (pgbench -s values, default "1,10"; 67 is about 1 GB) and
-repetitions from BENCH_REPEAT (default 3, the median is kept).
+Settings (environment): BENCH_SCALES (pgbench -s, default "1,67": about 23 MB and 1 GB),
+BENCH_REPEAT (default 3, the median is kept), BENCH_BRANCHES (20), BENCH_ENVIRONMENTS (500),
+BENCH_IDLE_SECONDS (30), BENCH_PGBENCH_SECONDS (P5 minimum, 10), BENCH_REFLINK (1), BENCH_OUT (results
+elsewhere; then no README or docs/ change).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import statistics
-import subprocess
-import tempfile
-import time
-import uuid
-from collections.abc import Callable
-from pathlib import Path
+import sys
+from typing import Any
 
-from envbranch import postgres as engine
+from bench import cluster, engine, reflink, report
+from bench.common import Bench, Settings, ratio
 from envbranch.testing.postgres import Postgres
 
-OUT = Path(os.environ.get("BENCH_OUT") or Path(__file__).resolve().parent / "results.json")
+NOTES = [
+    "P1 and P6 run through the operator (a subprocess, local control plane) against roots that adopt "
+    "the pgbench databases; the raw clone is the engine call measured in the same run.",
+    "P7's Environments are roots adopting a namespace each and the small database: Active objects "
+    "the operator watches, cheap to create; writes are the API server's write requests by resource "
+    "(its own Lease renewals excluded).",
+]
 
 
-def timed(fn: Callable[[], object], cleanup: Callable[[], object], repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-        cleanup()
-    return round(statistics.median(samples), 3)
+def log(what: str, value: Any) -> None:
+    print(f"{what}: {json.dumps(value)}", file=sys.stderr, flush=True)
 
 
 def main() -> int:
-    scales = [int(s) for s in os.environ.get("BENCH_SCALES", "1,10").split(",")]
-    repeat = int(os.environ.get("BENCH_REPEAT", "3"))
-    results: dict[str, object] = {"scales": {}, "repeat": repeat}
+    s = Settings.from_env()
+    results: dict[str, Any] = {"scales_measured": s.scales, "repeat": s.repeat, "cpus": os.cpu_count(),
+                               "engine": {}, "notes": list(NOTES)}
+
+    def save() -> None:
+        s.out.parent.mkdir(parents=True, exist_ok=True)
+        s.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+
+    small, large = s.scales[0], s.scales[-1]
     with Postgres() as pg:
-        admin = engine.Server(pg.host, pg.port, pg.admin.user, pg.admin.password)
-        superuser = engine.Server(pg.host, pg.port, pg.superuser.user, pg.superuser.password)
-        su_env = {**os.environ, "PGHOST": pg.host, "PGPORT": str(pg.port), "PGUSER": pg.superuser.user,
-                  "PGPASSWORD": pg.superuser.password}
-        tools = pg.client_tools()
-        for scale in scales:
-            src = f"pgbench_s{scale}"
-            with pg.connect(role=pg.admin) as conn:
-                conn.execute(f"CREATE DATABASE {src}")
-            subprocess.run([str(pg.bin_dir / "pgbench"), "-i", "-q", "-s", str(scale), src],
-                           env={**su_env, "PGUSER": pg.admin.user, "PGPASSWORD": pg.admin.password},
-                           check=True, capture_output=True)
-            with pg.connect() as conn:
-                size = int(conn.execute("SELECT pg_database_size(%s)", (src,)).fetchone()[0])  # type: ignore[index]
-                oid = int(conn.execute("SELECT oid FROM pg_database WHERE datname = %s",
-                                       (src,)).fetchone()[0])  # type: ignore[index]
-                conn.execute("CHECKPOINT")
-
-            def drop(db: str = "bench_dst") -> None:
-                engine.drop_database(superuser, db)  # the manual copies are made as superuser
-
-            def clone(mode: str, strategy: str, method: str = "FILE_COPY") -> Callable[[], object]:
-                return lambda: engine.clone_database(admin, src, admin, "bench_dst", mode=mode,  # type: ignore[arg-type]
-                                                     strategy=strategy, uid=str(uuid.uuid4()),  # type: ignore[arg-type]
-                                                     template_strategy=method)  # type: ignore[arg-type]
-
-            def pg_dump_psql() -> None:
-                with pg.connect() as conn:
-                    conn.execute("CREATE DATABASE bench_dst")
-                subprocess.run(f"'{tools.path('pg_dump')}' {src} | '{tools.path('psql')}' -q -d bench_dst "
-                               "-v ON_ERROR_STOP=1 >/dev/null", shell=True, check=True, env=su_env)
-
-            def dump_restore_j2() -> None:
-                with tempfile.TemporaryDirectory() as tmp, pg.connect() as conn:
-                    conn.execute("CREATE DATABASE bench_dst")
-                    subprocess.run([tools.path("pg_dump"), "-Fd", "-j2", "-f", f"{tmp}/d", src], env=su_env, check=True)
-                    subprocess.run([tools.path("pg_restore"), "-j2", "-d", "bench_dst", f"{tmp}/d"], env=su_env,
-                                   check=True)
-
-            def cp_files() -> None:
-                subprocess.run(["cp", "-r", str(pg.data_dir / "base" / str(oid)), str(pg.base_dir / "cp-copy")],
-                               check=True)
-
-            row = {
-                "bytes": size,
-                "template_file_copy": timed(clone("Full", "Template"), drop, repeat),
-                "template_wal_log": timed(clone("Full", "Template", "WAL_LOG"), drop, repeat),
-                "dump_full": timed(clone("Full", "Dump"), drop, repeat),
-                "dump_system": timed(clone("System", "Dump"), drop, repeat),
-                "pg_dump_psql": timed(pg_dump_psql, drop, repeat),
-                "pg_dump_restore_j2": timed(dump_restore_j2, drop, repeat),
-                "cp_r": timed(cp_files, lambda: shutil.rmtree(pg.base_dir / "cp-copy"), repeat),
-            }
-            row["P2_template_vs_cp"] = round(row["cp_r"] / row["template_file_copy"], 2)
-            row["P3_dump_speedup_vs_best_manual"] = round(
-                min(row["pg_dump_psql"], row["pg_dump_restore_j2"]) / row["dump_full"], 2)
-            results["scales"][str(scale)] = row  # type: ignore[index]
-            print(json.dumps({scale: row}))
-        by_scale = results["scales"]  # type: ignore[assignment]
-        if len(scales) > 1:
-            results["P4_system_large_vs_small"] = round(
-                by_scale[str(scales[-1])]["dump_system"] / by_scale[str(scales[0])]["dump_system"], 2)  # type: ignore[index]
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {OUT}")
+        b = Bench(pg, s)
+        results["postgres"] = pg.version.split()[0]
+        for scale in s.scales:
+            b.sizes[scale] = b.create_pgbench(engine.source_name(scale), scale)
+        for scale in s.scales:
+            row = engine.measure_scale(b, scale)
+            results["engine"][str(scale)] = row
+            log(f"engine scale {scale}", row)
+            if note := row.get("pgcopydb_note"):
+                results["notes"].append(note)
+            save()
+        results["P4_system_large_vs_small"] = ratio(results["engine"][str(large)]["dump_system"],
+                                                    results["engine"][str(small)]["dump_system"])
+        results["P5"] = engine.online_clone(b, engine.source_name(large), results["engine"][str(large)]["dump_full"])
+        log("P5", results["P5"])
+        save()
+        raw = {scale: results["engine"][str(scale)] for scale in s.scales}
+        with cluster.cluster(b) as c:
+            results["P1"] = cluster.operator_overhead(c, [small, large] if large != small else [small], raw,
+                                                      s.repeat)
+            log("P1", results["P1"])
+            save()
+            one = results["P1"][str(small)]["template"]["operator_seconds"]
+            results["P6"] = cluster.concurrent_branches(c, small, s.branches, one)
+            log("P6", results["P6"])
+            save()
+            results["P7"] = cluster.many_environments(c, engine.source_name(small), s.environments,
+                                                      s.idle_seconds)
+            log("P7", results["P7"])
+            save()
+    results["P8"] = reflink.reflink_clone(b, large)
+    log("P8", results["P8"])
+    if "error" in results["P8"]:
+        results["notes"].append(f"P8 not measured: {results['P8']['error']}")
+    results["summary"] = report.summary(results)
+    save()
+    results["plots"] = [str(p.relative_to(s.docs.parent)) if s.readme else p.name
+                        for p in report.plot(results, s.docs)]
+    save()
+    if s.readme:
+        report.update_readme(s.readme, results)
+    print(f"wrote {s.out}")
     return 0
 
 

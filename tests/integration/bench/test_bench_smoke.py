@@ -10,13 +10,30 @@ from pathlib import Path
 
 from envbranch.testing.controlplane import REPO_ROOT
 
+TINY = {"BENCH_SCALES": "1", "BENCH_REPEAT": "1", "BENCH_BRANCHES": "2", "BENCH_ENVIRONMENTS": "3",
+        "BENCH_IDLE_SECONDS": "1", "BENCH_PGBENCH_SECONDS": "1", "BENCH_REFLINK": "0"}
+P_KEYS = ("P1_large", "P1_small_overhead_s", "P2", "P3", "P4", "P5", "P5_terminated", "P6", "P7_rss_mb",
+          "P7_writes", "P8")
+
 
 def test_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    subprocess.run([sys.executable, "-m", "bench"], cwd=REPO_ROOT, check=True, timeout=600, capture_output=True,
-                   env={**os.environ, "BENCH_SCALES": "1", "BENCH_REPEAT": "1", "BENCH_OUT": str(out)})
-    row = json.loads(out.read_text())["scales"]["1"]
-    for key in ("template_file_copy", "template_wal_log", "dump_full", "dump_system", "pg_dump_psql",
-                "pg_dump_restore_j2", "cp_r", "P2_template_vs_cp", "P3_dump_speedup_vs_best_manual"):
-        assert row[key] > 0, key
+    run = subprocess.run([sys.executable, "-m", "bench"], cwd=REPO_ROOT, timeout=600, capture_output=True,
+                         text=True, env={**os.environ, **TINY, "BENCH_OUT": str(out)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert set(P_KEYS) <= set(results["summary"])
+    row = results["engine"]["1"]
     assert row["bytes"] > 10_000_000
+    for key in ("template_file_copy", "template_wal_log", "dump_full", "dump_system", "pg_dump_psql",
+                "pg_dump_restore_j2", "cp_r", "P2_clone_vs_cp", "P3_dump_speedup_vs_best_manual"):
+        assert row[key] > 0, key
+    assert row["pgcopydb"] or row["pgcopydb_note"]
+    assert results["P1"]["1"]["template"]["strategy"] == "Template"
+    assert results["P1"]["1"]["dump"]["strategy"] == "Dump"
+    assert results["P5"]["sessions_terminated"] == 0 and results["P5"]["tps_idle"] > 0
+    assert results["P6"]["branches"] == 2 and results["P6"]["P6_concurrent_vs_one"] > 0
+    assert results["P7"]["environments"] == 4 and results["P7"]["P7_peak_rss_mb"] > 0  # 3 + the adopting root
+    assert results["P8"] == {"skipped": "BENCH_REFLINK=0"}
+    for plot in ("bench-clone-times.png", "bench-ratios.png"):
+        assert (tmp_path / plot).read_bytes().startswith(b"\x89PNG"), plot

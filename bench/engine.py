@@ -1,0 +1,169 @@
+"""The clone itself, on one pgbench database: every envbranch strategy and mode next to what a user
+would do by hand (`cp -r` of the files, `pg_dump | psql`, `pg_dump -Fd -j2` + `pg_restore -j2`,
+pgcopydb), and pgbench on the source while an online clone runs (P5)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from psycopg import sql
+
+from bench.common import Bench, median_time, ratio
+from envbranch import postgres as engine
+
+DST = "bench_dst"
+
+
+def _create_dst(b: Bench) -> None:
+    with b.pg.connect() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DST)))
+
+
+def source_name(scale: int) -> str:
+    return f"pgbench_s{scale}"
+
+
+def measure_scale(b: Bench, scale: int) -> dict[str, Any]:
+    """Median seconds of each way to copy pgbench at `scale`, and the P2/P3 ratios."""
+    src = source_name(scale)
+    repeat = b.settings.repeat
+    tools = b.tools
+    with b.pg.connect() as conn:
+        oid = int(conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (src,)).fetchone()[0])  # type: ignore[index, arg-type]
+
+    def clone(mode: str, strategy: str, method: str = "FILE_COPY") -> Callable[[], object]:
+        return lambda: engine.clone_database(b.admin, src, b.admin, DST, mode=mode,  # type: ignore[arg-type]
+                                             strategy=strategy, uid=str(uuid.uuid4()),  # type: ignore[arg-type]
+                                             template_strategy=method)  # type: ignore[arg-type]
+
+    def pg_dump_psql() -> None:
+        _create_dst(b)
+        subprocess.run(f"'{tools.path('pg_dump')}' {src} | '{tools.path('psql')}' -q -d {DST} "
+                       "-v ON_ERROR_STOP=1 >/dev/null", shell=True, check=True, env=b.env())
+
+    def dump_restore_j2() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            _create_dst(b)
+            subprocess.run([tools.path("pg_dump"), "-Fd", "-j2", "-f", f"{tmp}/d", src], env=b.env(), check=True)
+            subprocess.run([tools.path("pg_restore"), "-j2", "-d", DST, f"{tmp}/d"], env=b.env(), check=True)
+
+    def cp_files() -> None:
+        subprocess.run(["cp", "-r", str(b.pg.data_dir / "base" / str(oid)), str(b.pg.base_dir / "cp-copy")],
+                       check=True)
+
+    def drop() -> None:
+        b.drop(DST)
+        b.checkpoint()  # each run starts with the previous run's dirty pages written out
+
+    row: dict[str, Any] = {
+        "bytes": b.sizes[scale],
+        "cp_r": median_time(cp_files, lambda: shutil.rmtree(b.pg.base_dir / "cp-copy"), repeat),
+        "template_file_copy": median_time(clone("Full", "Template"), drop, repeat),
+        "template_wal_log": median_time(clone("Full", "Template", "WAL_LOG"), drop, repeat),
+        "dump_full": median_time(clone("Full", "Dump"), drop, repeat),
+        "dump_system": median_time(clone("System", "Dump"), drop, repeat),
+        "pg_dump_psql": median_time(pg_dump_psql, drop, repeat),
+        "pg_dump_restore_j2": median_time(dump_restore_j2, drop, repeat),
+    }
+    copydb, why = _pgcopydb(b, src)
+    row["pgcopydb"] = median_time(copydb, drop, repeat) if copydb else None
+    if why:
+        row["pgcopydb_note"] = why
+    row["P2_clone_vs_cp"] = ratio(row["cp_r"], row["template_file_copy"])
+    manual = {k: row[k] for k in ("pg_dump_psql", "pg_dump_restore_j2", "pgcopydb") if row.get(k)}
+    best = min(manual, key=manual.__getitem__)
+    row["P3_best_manual"] = best
+    row["P3_dump_speedup_vs_best_manual"] = ratio(manual[best], row["dump_full"])
+    return row
+
+
+def _pgcopydb(b: Bench, src: str) -> tuple[Callable[[], None] | None, str | None]:
+    """pgcopydb clone with the server's own pg_dump first on PATH, or why it cannot run here."""
+    binary = shutil.which("pgcopydb")
+    if binary is None:
+        return None, "pgcopydb is not installed (hack/install-bench-tools.sh installs Debian's package)"
+    env = {**b.env(), "PATH": f"{b.tools.bin_dir}:{os.environ.get('PATH', '')}"}
+
+    def uri(db: str) -> str:  # the password stays in PGPASSWORD, out of the process list
+        return f"postgres://{b.pg.superuser.user}@{b.pg.host}:{b.pg.port}/{db}"
+
+    def run() -> None:
+        _create_dst(b)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = subprocess.run([binary, "clone", "--source", uri(src), "--target", uri(DST), "--dir", tmp,
+                                  "--table-jobs", "2", "--index-jobs", "2"],
+                                 env=env, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            lines = [ln for ln in (out.stderr + out.stdout).splitlines() if "ERROR" in ln or "FATAL" in ln]
+            raise RuntimeError("; ".join(lines[-3:]) or f"exit code {out.returncode}")
+
+    try:
+        run()
+        with b.pg.connect(DST) as conn:
+            rows = conn.execute("SELECT count(*) FROM pgbench_accounts").fetchone()
+        if not rows or not rows[0]:
+            raise RuntimeError("pgcopydb finished but copied no rows")
+    except Exception as exc:
+        return None, f"pgcopydb {_version(binary)} cannot clone from PostgreSQL {b.pg.version} here: {exc}"
+    finally:
+        b.drop(DST)
+    return run, None
+
+
+def _version(binary: str) -> str:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    m = re.search(r"version (\S+)", out.stdout + out.stderr)
+    return m.group(1) if m else "?"
+
+
+# -- P5 ------------------------------------------------------------------------------------------------
+def _pgbench_tps(b: Bench, src: str, seconds: int) -> tuple[float, int, str]:
+    """TPC-B by 2 clients on the source for `seconds`: (tps, failed or aborted, output tail)."""
+    out = subprocess.run([str(b.pg.bin_dir / "pgbench"), "-n", "-c", "2", "-j", "2", "-T", str(seconds), src],
+                         env=b.env(superuser=False), capture_output=True, text=True, check=False)
+    text = out.stdout + out.stderr
+    tps = re.search(r"tps = ([\d.]+)", text)
+    failed = re.search(r"number of failed transactions: (\d+)", text)
+    aborted = len(re.findall(r"aborted", text))
+    return (float(tps.group(1)) if tps else 0.0, (int(failed.group(1)) if failed else 0) + aborted + (
+        1 if out.returncode else 0), text.strip().splitlines()[-1] if text.strip() else "")
+
+
+def _sessions_killed(b: Bench, src: str) -> int:
+    with b.pg.connect() as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute("SELECT sessions_killed FROM pg_stat_database WHERE datname = %s", (src,)).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0  # type: ignore[call-overload]
+
+
+def online_clone(b: Bench, src: str, dump_seconds: float) -> dict[str, Any]:
+    """P5: pgbench TPS on the source while Dump clones run back to back, over the idle baseline."""
+    seconds = max(int(os.environ.get("BENCH_PGBENCH_SECONDS", "10")), round(dump_seconds * 2))
+    idle_tps, idle_failed, _ = _pgbench_tps(b, src, seconds)
+    killed_before = _sessions_killed(b, src)
+    busy: dict[str, Any] = {}
+    bench_thread = threading.Thread(target=lambda: busy.update(zip(("tps", "failed", "tail"),
+                                                                   _pgbench_tps(b, src, seconds), strict=True)))
+    clones = 0
+    bench_thread.start()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        engine.clone_database(b.admin, src, b.admin, DST, mode="Full", strategy="Dump", uid=str(uuid.uuid4()))
+        b.drop(DST)
+        clones += 1
+    bench_thread.join()
+    return {
+        "pgbench_seconds": seconds, "tps_idle": idle_tps, "tps_during_dump": busy["tps"], "dump_clones": clones,
+        "pgbench_failed_or_aborted": busy["failed"] + idle_failed,
+        "sessions_terminated": _sessions_killed(b, src) - killed_before,
+        "P5_tps_ratio": ratio(busy["tps"], idle_tps),
+    }

@@ -1,0 +1,154 @@
+"""The P numbers, their targets, the README table and the plots, all from results.json."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    what: str
+    target: str
+    higher_is_better: bool
+    bound: float
+
+
+TARGETS = (
+    Target("P1_large", "apply → Ready / raw SQL clone, large (Template; Dump)", "≤ 1.2", False, 1.2),
+    Target("P1_small_overhead_s", "apply → Ready minus raw SQL clone, small (seconds)", "≤ 1 s", False, 1.0),
+    Target("P2", "full clone MB/s / `cp -r` MB/s", "≥ 0.9", True, 0.9),
+    Target("P3", "Dump speed-up over the best of pg_dump \\| psql, -Fd -j2, pgcopydb (large)", "≥ 1.3", True, 1.3),
+    Target("P4", "System mode large / small", "≤ 1.2", False, 1.2),
+    Target("P5", "source TPS during a Dump clone / idle", "≥ 0.8", True, 0.8),
+    Target("P5_terminated", "source sessions terminated", "0", False, 0),
+    Target("P6", "{branches} concurrent branches / one branch (wall)", "≤ 3", False, 3.0),
+    Target("P7_rss_mb", "operator peak RSS with {environments} Environments (MB)", "≤ 150", False, 150),
+    Target("P7_writes", "API writes in an idle period", "0", False, 0),
+    Target("P8", "reflink clone of the large database (seconds)", "< 1 s", False, 1.0),
+)
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """Every P number, flat; None where it could not be measured."""
+    scales = [str(s) for s in results["scales_measured"]]
+    small, large = scales[0], scales[-1]
+    engine, p1 = results["engine"], results.get("P1") or {}
+    p5, p6, p7, p8 = (results.get(k) or {} for k in ("P5", "P6", "P7", "P8"))
+
+    def p1_ratio(scale: str, strategy: str) -> float | None:
+        return ((p1.get(scale) or {}).get(strategy) or {}).get("ratio")
+
+    small_overheads = [(p1.get(small) or {}).get(s, {}).get("overhead_seconds") for s in ("template", "dump")]
+    return {
+        "P1_large": [p1_ratio(large, "template"), p1_ratio(large, "dump")],
+        "P1_small_overhead_s": [x for x in small_overheads if x is not None] or None,
+        "P2": engine[large]["P2_clone_vs_cp"],
+        "P3": engine[large]["P3_dump_speedup_vs_best_manual"],
+        "P4": results.get("P4_system_large_vs_small"),
+        "P5": p5.get("P5_tps_ratio"),
+        "P5_terminated": p5.get("sessions_terminated"),
+        "P6": p6.get("P6_concurrent_vs_one"),
+        "P7_rss_mb": p7.get("P7_peak_rss_mb"),
+        "P7_writes": p7.get("P7_idle_api_writes"),
+        "P8": p8.get("P8_reflink_clone_seconds"),
+    }
+
+
+def _met(t: Target, value: Any) -> bool | None:
+    values = value if isinstance(value, list) else [value]
+    if not values or any(v is None for v in values):
+        return None
+    if t.key in ("P5_terminated", "P7_writes"):
+        return all(v == 0 for v in values)
+    if t.key == "P8":
+        return all(v < t.bound for v in values)
+    return all(v >= t.bound if t.higher_is_better else v <= t.bound for v in values)
+
+
+def table(results: dict[str, Any]) -> str:
+    s = summary(results)
+    scales = results["scales_measured"]
+    sizes = ", ".join(f"scale {k}: {v['bytes'] / 1e6:.0f} MB" for k, v in results["engine"].items())
+    lines = [f"pgbench {sizes}; median of {results['repeat']} runs; same server, same run "
+             f"(PostgreSQL {results['postgres']}, {results['cpus']} CPUs shared with other work). "
+             f"Small = scale {scales[0]}, large = scale {scales[-1]}. Raw numbers: `bench/results.json`.", "",
+             "| | measure | result | target | met |", "|---|---|---|---|---|"]
+    for t in TARGETS:
+        value = s[t.key]
+        shown = ("; ".join("n/a" if v is None else str(v) for v in value) if isinstance(value, list)
+                 else "n/a" if value is None else str(value))
+        met = _met(t, value)
+        what = t.what.format(branches=(results.get("P6") or {}).get("branches", "?"),
+                             environments=(results.get("P7") or {}).get("environments", "?"))
+        lines.append(f"| {t.key.split('_')[0]} | {what} | {shown} | {t.target} | "
+                     f"{'n/a' if met is None else 'yes' if met else '**no**'} |")
+    notes = results.get("notes") or []
+    if notes:
+        lines += ["", *[f"- {n}" for n in notes]]
+    lines += ["", "![clone times](docs/bench-clone-times.png) ![ratios](docs/bench-ratios.png)"]
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, results: dict[str, Any]) -> None:
+    text = readme.read_text()
+    block = f"{START}\n{table(results)}\n{END}"
+    if START in text:  # the README's Performance section holds the markers
+        text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+        readme.write_text(text)
+
+
+def plot(results: dict[str, Any], docs: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    docs.mkdir(parents=True, exist_ok=True)
+    written = []
+    methods = [("template_file_copy", "Template FILE_COPY"), ("template_wal_log", "Template WAL_LOG"),
+               ("cp_r", "cp -r"), ("dump_full", "envbranch Dump"), ("pg_dump_psql", "pg_dump | psql"),
+               ("pg_dump_restore_j2", "pg_dump/restore -j2"), ("pgcopydb", "pgcopydb"),
+               ("dump_system", "envbranch System")]
+    engine = results["engine"]
+    fig, axes = plt.subplots(1, len(engine), figsize=(6 * len(engine), 4), squeeze=False)
+    for ax, (scale, row) in zip(axes[0], engine.items(), strict=True):
+        shown = [(label, row[key]) for key, label in methods if row.get(key)]
+        colors = ["tab:green" if "envbranch" in lbl or "Template" in lbl else "tab:gray" for lbl, _ in shown]
+        ax.barh([lbl for lbl, _ in shown], [v for _, v in shown], color=colors)
+        ax.invert_yaxis()
+        ax.set_xlabel("seconds (median)")
+        ax.set_title(f"pgbench scale {scale} ({row['bytes'] / 1e6:.0f} MB)")
+    fig.tight_layout()
+    written.append(docs / "bench-clone-times.png")
+    fig.savefig(written[-1], dpi=90)
+    plt.close(fig)
+
+    s = summary(results)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ratios = [(t, s[t.key]) for t in TARGETS if t.key in ("P1_large", "P2", "P3", "P4", "P5", "P6")]
+    labels, values, bounds = [], [], []
+    for t, value in ratios:
+        for i, v in enumerate(value if isinstance(value, list) else [value]):
+            if v is not None:
+                labels.append(t.key.split("_")[0] + ([" template", " dump"][i] if isinstance(value, list) else ""))
+                values.append(v)
+                bounds.append(t.bound)
+    met = [v >= b if lbl.startswith(("P2", "P3", "P5")) else v <= b for lbl, v, b in zip(labels, values, bounds,
+                                                                                     strict=True)]
+    ax.bar(labels, values, color=["tab:green" if m else "tab:red" for m in met])
+    ax.scatter(labels, bounds, marker="_", s=600, color="black", label="target", zorder=3)
+    ax.set_yscale("log")
+    ax.set_ylabel("ratio (log scale)")
+    ax.set_title("envbranch ratios (green: target met)")
+    ax.legend()
+    fig.tight_layout()
+    written.append(docs / "bench-ratios.png")
+    fig.savefig(written[-1], dpi=90)
+    plt.close(fig)
+    return written
