@@ -248,21 +248,32 @@ class EnvironmentRun:
         if self.cancelled:
             raise Cancelled()
 
+    def _being_deleted(self) -> bool:
+        """True once this Environment is marked for deletion (or gone); an API hiccup says False."""
+        try:
+            body = resources.get(resources.ENVIRONMENTS, self.project, self.name)
+        except Exception as exc:  # look again on the next tick
+            log.debug("deletion watch of %s/%s: %s", self.project, self.name, type(exc).__name__)
+            return False
+        meta = (body or {}).get("metadata") or {}
+        return body is None or meta.get("uid") != self.uid or bool(meta.get("deletionTimestamp"))
+
     def _watch_deletion(self, plan: Plan, stop: threading.Event) -> None:
         while not stop.wait(self.DELETION_POLL_S):
-            try:
-                body = resources.get(resources.ENVIRONMENTS, self.project, self.name)
-            except Exception as exc:  # an API hiccup: look again on the next tick
-                log.debug("deletion watch of %s/%s: %s", self.project, self.name, type(exc).__name__)
-                continue
-            meta = (body or {}).get("metadata") or {}
-            if body is not None and meta.get("uid") == self.uid and not meta.get("deletionTimestamp"):
+            if not self._being_deleted():
                 continue
             self.cancelled = True
             if not plan.adopt_database:
                 with contextlib.suppress(Exception):  # not there yet, or not ours: nothing to cut off
                     database.drop_database(self.project, plan.server_name, plan.database, self.uid)
             return
+
+    def raise_if_deleted(self) -> None:
+        """A clone that finished between two ticks of the watcher is not reported as done when its
+        Environment was deleted meanwhile: the finalizer removes it."""
+        if self.cancelled or self._being_deleted():
+            self.cancelled = True
+            raise Cancelled()
 
     def step_namespace(self, plan: Plan) -> None:
         self.enter("namespace")
@@ -325,6 +336,7 @@ class EnvironmentRun:
                                     source_database=plan.source_database, server=plan.server_name,
                                     database=plan.database, mode=self.spec.mode, strategy=strategy,
                                     uid=self.uid, progress=report)
+        self.raise_if_deleted()
         self.event("DatabaseCloned" if plan.parent else "DatabaseCreated",
                    f"database {plan.database} on {plan.server_name}: {result['strategy']}, "
                    f"{result['bytes']} bytes in {result['seconds']}s")
