@@ -29,19 +29,19 @@ tools: ## build helm and kubeconform from Go modules in hack/tools (cached)
 	@bash hack/build-tools.sh >/dev/null
 
 pg15: ## install Debian's PostgreSQL 15, the second server version tests run against (best effort)
-	@bash hack/install-pg15.sh
+	@bash hack/apt-install.sh "tests run against PostgreSQL 18 only" postgresql-15
 
 lint: venv ## ruff, mypy and shellcheck (installed best effort)
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/mypy
-	@bash hack/install-shellcheck.sh
+	@bash hack/apt-install.sh "the shell scripts are only parsed (bash -n)" shellcheck
 	if command -v shellcheck >/dev/null; then shellcheck hack/*.sh .ci/run; fi
 
 crds: venv ## regenerate crds/ from the pydantic models in envbranch.api
 	$(PY) -m envbranch.api.crdgen crds
 	$(PY) -m envbranch.api.crdgen charts/envbranch/crds
 
-test: venv controlplane tools lint ## everything CI runs: lint, unit, integration, e2e and reliability tests
+test: venv controlplane tools pg15 lint ## everything CI runs: lint, unit, integration, e2e and reliability tests
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-unit: venv ## unit tests only (no servers)
@@ -66,7 +66,7 @@ demo: venv controlplane ## the whole story: control plane, PostgreSQL, operator,
 	$(PY) -m envbranch.testing demo
 
 bench: venv controlplane ## performance ratios, plots and the README table (not part of make test; BENCH_SCALES, BENCH_REPEAT)
-	@bash hack/install-bench-tools.sh
+	@bash hack/apt-install.sh "the benchmark reports it as unavailable" pgcopydb xfsprogs
 	$(PY) -m bench
 
 e2e-kind: ## for machines with Docker: build the image, create a kind cluster, run the e2e suite on it

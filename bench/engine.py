@@ -90,7 +90,7 @@ def _pgcopydb(b: Bench, src: str) -> tuple[Callable[[], None] | None, str | None
     """pgcopydb clone with the server's own pg_dump first on PATH, or why it cannot run here."""
     binary = shutil.which("pgcopydb")
     if binary is None:
-        return None, "pgcopydb is not installed (hack/install-bench-tools.sh installs Debian's package)"
+        return None, "pgcopydb is not installed (make bench installs Debian's package)"
     env = {**b.env(), "PATH": f"{b.tools.bin_dir}:{os.environ.get('PATH', '')}"}
 
     def uri(db: str) -> str:  # the password stays in PGPASSWORD, out of the process list

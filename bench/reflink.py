@@ -28,7 +28,7 @@ def reflink_clone(b: Bench, scale: int) -> dict[str, Any]:
     if not b.settings.reflink:
         return {"skipped": "BENCH_REFLINK=0"}
     if shutil.which("mkfs.xfs") is None:
-        return {"error": "mkfs.xfs is not installed (hack/install-bench-tools.sh installs xfsprogs)"}
+        return {"error": "mkfs.xfs is not installed (make bench installs Debian's xfsprogs)"}
     work = Path(tempfile.mkdtemp(prefix="envbranch-reflink-"))
     image, mnt = work / "xfs.img", work / "mnt"
     mnt.mkdir()

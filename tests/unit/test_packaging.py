@@ -27,12 +27,12 @@ def test_plain_chart_manifests_are_valid_yaml_with_kinds() -> None:
 
 
 def test_shell_scripts_parse() -> None:
-    for script in ("hack/e2e-kind.sh", "hack/build-controlplane.sh", "hack/install-pg15.sh", ".ci/run"):
+    for script in ("hack/e2e-kind.sh", "hack/build-controlplane.sh", "hack/apt-install.sh", ".ci/run"):
         subprocess.run(["bash", "-n", str(REPO / script)], check=True)
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None,
-                    reason="shellcheck is not installed (hack/install-shellcheck.sh)")
+                    reason="shellcheck is not installed (make lint installs it with hack/apt-install.sh)")
 def test_shell_scripts_pass_shellcheck() -> None:
     scripts = sorted(str(p) for p in (REPO / "hack").glob("*.sh"))
     result = subprocess.run(["shellcheck", *scripts, str(REPO / ".ci/run")], capture_output=True, text=True)
