@@ -84,9 +84,14 @@ def delete_environment(body: kopf.Body, retry: int, **_: Any) -> None:
 def expire_environment(body: kopf.Body, spec: kopf.Spec, stopped: kopf.DaemonStopped, **_: Any) -> None:
     meta = body["metadata"]
     created = dt.datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00"))
-    remaining = (created + parse_ttl(spec["ttl"]) - dt.datetime.now(dt.UTC)).total_seconds()
-    if stopped.wait(max(remaining, 0)):
-        return
+
+    def remaining() -> float:
+        # `spec` is a live view: a ttl changed meanwhile counts from the next tick.
+        return (created + parse_ttl(spec["ttl"]) - dt.datetime.now(dt.UTC)).total_seconds()
+
+    while (left := remaining()) > 0:
+        if stopped.wait(min(left, 60)):
+            return
     events.emit(dict(body), "Expired", f"ttl {spec['ttl']} has passed: deleting the environment")
     resources.delete(resources.ENVIRONMENTS, meta["namespace"], meta["name"])
 
@@ -96,6 +101,7 @@ def expire_environment(body: kopf.Body, spec: kopf.Spec, stopped: kopf.DaemonSto
 @kopf.on.update(*DATABASESERVERS, registry=_registry)
 def probe_server(body: kopf.Body, **_: Any) -> None:
     servers.probe_server(dict(body))
+    servers.release_unused_admin_secrets(body["metadata"]["namespace"])
 
 
 @kopf.on.delete(*DATABASESERVERS, registry=_registry)

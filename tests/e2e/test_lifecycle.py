@@ -191,3 +191,48 @@ def test_unreachable_server_is_reported_as_a_condition(project: Project) -> None
     ready = next(c for c in project.server_status("nowhere")["conditions"] if c["type"] == "Ready")
     assert "connection" in ready["message"].lower() or "refused" in ready["message"].lower(), ready
     assert project.pg.admin.password not in str(project.server_status("nowhere"))
+
+
+def test_a_retained_branch_keeps_its_database_and_role_and_the_reaper_leaves_them(shop: Project) -> None:
+    shop.apply_env("keeper", {"source": "production", "mode": "System", "deletionPolicy": "Retain"})
+    status = shop.wait_phase("keeper", "Active")
+    uid = shop.uid("keeper")
+    shop.delete_env("keeper")
+    shop.wait_gone("keeper")
+    # Untagged: the reaper (every 2 s here) only ever looks at tagged objects.
+    assert shop.tagged(uid) == []
+    with shop.pg.connect() as conn:
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                            (status["database"]["name"],)).fetchone() == (1,)
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                            (f"{status['database']['name']}_owner",)).fetchone() == (1,)
+    assert shop.namespace_exists(status["namespace"])
+    shop.created_namespaces.append(status["namespace"])  # kept on purpose: the fixture removes it
+
+
+def test_a_database_name_taken_by_someone_else_fails_and_is_left_alone(shop: Project) -> None:
+    taken = engine.branch_database_name(shop.namespace, "squatter")
+    with shop.pg.connect(role=shop.pg.admin) as conn:
+        conn.execute(f'CREATE DATABASE "{taken}"')
+    shop.apply_env("squatter", {"source": "production", "mode": "System"})
+    status = shop.wait_stalled("squatter")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "DatabaseConflict", ready
+    assert status.get("inventory") in (None, [])
+    with shop.pg.connect() as conn:
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (taken,)).fetchone() == (1,)
+    shop.delete_env("squatter")
+    shop.wait_gone("squatter", timeout=60)
+
+
+def test_a_credentials_secret_that_is_not_ours_is_never_overwritten(project: Project) -> None:
+    ns = f"{project.namespace}-adopted"
+    project.create_namespace(ns)
+    project.core.create_namespaced_secret(ns, {"metadata": {"name": "app-db"}, "stringData": {"password": "theirs"}})
+    project.apply_env("app", {"namespace": ns, "database": {"serverRef": "main"}})
+    status = project.wait_stalled("app")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "SecretConflict", ready
+    secret = project.core.read_namespaced_secret("app-db", ns)
+    assert secret.data == {"password": "dGhlaXJz"} and not (secret.metadata.labels or {})
+    assert project.tagged(project.uid("app")) == []

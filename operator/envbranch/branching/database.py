@@ -93,6 +93,14 @@ def tagged_uid(project: str, server: str, database: str) -> str | None:
         return engine.tags.database_uid(conn, database)
 
 
+def public_can_connect(project: str, server: str, database: str) -> bool:
+    return engine.public_can_connect(server_info(project, server), database)
+
+
+def untag(project: str, server: str, kind: str, name: str, uid: str) -> None:
+    engine.untag(server_info(project, server), kind, name, uid)
+
+
 def role_exists(project: str, server: str, role: str) -> bool:
     with server_info(project, server).connect() as conn:
         return engine.tags.role_exists(conn, role)

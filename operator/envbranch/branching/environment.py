@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envbranch import metrics, settings
+from envbranch import postgres as engine
 from envbranch.api import common
 from envbranch.api.environment import EnvironmentSpec, parse_ttl
 from envbranch.branching import config_copy, database
@@ -310,6 +311,9 @@ class EnvironmentRun:
         self.enter("database")
         if plan.adopt_database:
             database.require_database(self.project, plan.server_name, plan.database)
+            if database.public_can_connect(self.project, plan.server_name, plan.database):
+                self.event("PublicConnect", f"every role may CONNECT to the adopted database {plan.database}, "
+                           "branch roles included: REVOKE CONNECT ON DATABASE … FROM PUBLIC", warning=True)
             adopted = {"server": plan.server_name, "name": plan.database, "strategy": "Adopted"}
             self.write(database=adopted, conditions=self.conditions_with(
                 (common.CONDITION_DATABASE_READY, True, "Adopted", f"adopted existing database {plan.database}")))
@@ -355,11 +359,16 @@ class EnvironmentRun:
         self.record(Entry("Role", plan.role, server=plan.server_name))
         self.record(Entry("Secret", secret_name, namespace=plan.namespace))
         existing = configuration.read("Secret", plan.namespace, secret_name)
+        if existing is not None and ((existing.get("metadata") or {}).get("labels") or {}).get(
+                common.LABEL_ENVIRONMENT) != self.name:
+            raise StepFailed("credentials", "SecretConflict", f"Secret {secret_name} already exists in "
+                             f"{plan.namespace} and is not this environment's")
         if existing is None or not database.role_exists(self.project, plan.server_name, plan.role):
             password = database.create_role(self.project, plan.server_name, plan.database, plan.role, self.uid)
             body = database.credentials_secret(secret_name, server, plan.database, plan.role, password,
                                                labels={common.LABEL_ENVIRONMENT: self.name})
             if not configuration.create("Secret", plan.namespace, body):
+                # Ours (checked above) from an attempt that stopped before the role was made.
                 configuration.replace("Secret", plan.namespace, secret_name, body)
             self.event("CredentialsCreated", f"role {plan.role} and Secret {secret_name} created")
         self.write(credentialsSecret=secret_name, conditions=self.conditions_with(
@@ -434,6 +443,8 @@ class EnvironmentRun:
             self.finish_step()
             self.event(exc.reason, f"step {step} stopped: {exc.message}", warning=True)
             return
+        except Waiting:
+            raise  # e.g. the DatabaseServer went away mid-branch: wait for it, roll nothing back
         except Transient as exc:
             if retry < MAX_TRANSIENT_RETRIES:
                 self.event("Retrying", f"step {exc.step}: {exc.message}", warning=True)
@@ -455,12 +466,17 @@ class EnvironmentRun:
                                   "progress": {"step": "done", "percent": 100},
                                   "observedGeneration": self.generation}
         if self.spec.ttl:
-            created = dt.datetime.fromisoformat(self.body["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
-            fields["expiresAt"] = (created + parse_ttl(self.spec.ttl)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            fields["expiresAt"] = self.expires_at()
         what = f"branched from {self.spec.source} ({self.spec.mode})" if self.spec.source else "root environment"
         self.set_phase(common.PHASE_ACTIVE, "Active", what, **fields)
         self.observe_branch("Active")
         self.event("Active", f"environment is Active: {what}")
+
+    def expires_at(self) -> str | None:
+        if not self.spec.ttl:
+            return None
+        created = dt.datetime.fromisoformat(self.body["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+        return (created + parse_ttl(self.spec.ttl)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def fail_and_roll_back(self, step: str, reason: str, message: str) -> None:
         self.event("StepFailed", f"step {step} failed: {message}; rolling back", warning=True)
@@ -521,12 +537,14 @@ def remove_entry(run: EnvironmentRun, entry: Entry) -> None:
             configuration.delete(kind, entry.namespace, entry.name)
             database.wait_for(lambda: configuration.gone(kind, entry.namespace or "", entry.name),
                               f"{entry.describe()} to go")
-    elif entry.kind == "Database":
+    elif entry.kind in ("Database", "Role"):
         assert entry.server
-        database.drop_database(run.project, entry.server, entry.name, run.uid)
-    elif entry.kind == "Role":
-        assert entry.server
-        database.drop_role(run.project, entry.server, entry.name, run.uid)
+        drop = database.drop_database if entry.kind == "Database" else database.drop_role
+        try:
+            drop(run.project, entry.server, entry.name, run.uid)
+        except engine.NotOurs:
+            # Recorded before a conflict was found: the name belongs to someone else; leave it be.
+            run.event("NotOurs", f"{entry.describe()} is not this environment's: left in place", warning=True)
 
 
 def reconcile_environment(body: dict[str, Any], retry: int) -> None:
@@ -543,7 +561,7 @@ def reconcile_environment(body: dict[str, Any], retry: int) -> None:
                 run.event(bad.reason, bad.message, warning=True)
                 run.write(conditions=run.conditions_with((common.CONDITION_READY, True, bad.reason, bad.message)))
                 return
-            run.write(observedGeneration=run.generation)
+            run.write(observedGeneration=run.generation, expiresAt=run.expires_at())
         return
     if phase == common.PHASE_FAILED:
         if run.status.get("inventory"):
@@ -561,9 +579,15 @@ def delete_environment(body: dict[str, Any]) -> None:
     """The finalizer: with Delete, remove what this environment created and wait until it is gone."""
     run = EnvironmentRun(body)
     policy = run.spec.effective_deletion_policy()
-    if policy == "Retain":
-        run.event("Retained", "deletionPolicy Retain: the database and namespace are kept")
+    if policy == "Retain" and run.status.get("branchedAt"):
+        # Kept databases and roles lose our tag, or the reaper would take them for orphans.
+        for entry in entries(run.status):
+            if entry.kind in ("Database", "Role") and entry.server:
+                database.untag(run.project, entry.server, entry.kind.lower(), entry.name, run.uid)
+        run.event("Retained", "deletionPolicy Retain: the database, role and namespace are kept")
         return
+    # With Retain, an environment that never became Active has nothing worth keeping: its partial
+    # work is removed like a rollback's.
     if run.status.get("phase") != common.PHASE_DELETING:
         run.set_phase(common.PHASE_DELETING, "Deleting", "removing the database, role and namespace")
         run.event("Deleting", "removing the database, role and namespace")

@@ -44,6 +44,7 @@ def reap_orphans(server_body: dict[str, Any]) -> list[str]:
         return []
     live = {e["metadata"]["uid"] for e in resources.list_in(resources.ENVIRONMENTS)}
     dropped: list[str] = []
+    failed: list[str] = []
     tagged = database.find_tagged(project, server)
     with _lock:
         for kind, name, uid in tagged:
@@ -54,12 +55,16 @@ def reap_orphans(server_body: dict[str, Any]) -> list[str]:
             first = _first_seen.setdefault(key, now)
             if now - first < settings.current.reaper_grace:
                 continue
-            if kind == "database":
-                database.drop_database(project, server, name, uid)
-            else:
-                database.drop_role(project, server, name, uid)
+            drop = database.drop_database if kind == "database" else database.drop_role
+            try:
+                drop(project, server, name, uid)
+            except Exception as exc:  # one that cannot go (e.g. a role with grants elsewhere) blocks no other
+                failed.append(f"{kind} {name}: {database.describe(exc)}")
+                continue
             _first_seen.pop(key, None)
             dropped.append(f"{kind} {name}")
+    for what in failed:
+        events.emit(server_body, "OrphanNotReaped", f"could not drop orphan {what}", warning=True)
     for what in dropped:
         events.emit(server_body, "OrphanReaped", f"dropped orphan {what} (its Environment no longer exists)")
         log.info("reaped orphan %s on %s/%s", what, project, server)

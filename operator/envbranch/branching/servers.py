@@ -79,3 +79,13 @@ def release_server(body: dict[str, Any]) -> None:
               and not s["metadata"].get("deletionTimestamp")]
     if not others:
         resources.set_secret_finalizer(namespace, secret, SECRET_FINALIZER, present=False)
+
+
+def release_unused_admin_secrets(namespace: str) -> None:
+    """After a DatabaseServer changed its adminSecretRef, the old Secret keeps our finalizer: let go of
+    every Secret in the namespace that holds it and that no DatabaseServer still uses."""
+    used = {_admin_secret(s) for s in resources.list_in(resources.DATABASESERVERS, namespace)
+            if not s["metadata"].get("deletionTimestamp")}
+    for name in resources.secrets_with_finalizer(namespace, SECRET_FINALIZER):
+        if name not in used:
+            resources.set_secret_finalizer(namespace, name, SECRET_FINALIZER, present=False)

@@ -43,6 +43,11 @@ def set_secret_finalizer(namespace: str, name: str, finalizer: str, present: boo
         name, namespace, patch, _content_type="application/strategic-merge-patch+json"))
 
 
+def secrets_with_finalizer(namespace: str, finalizer: str) -> list[str]:
+    return [s.metadata.name for s in core().list_namespaced_secret(namespace).items
+            if finalizer in (s.metadata.finalizers or [])]
+
+
 def secret_finalizers(namespace: str, name: str) -> list[str] | None:
     secret = get_or_none(lambda: core().read_namespaced_secret(name, namespace))
     return None if secret is None else list(secret.metadata.finalizers or [])

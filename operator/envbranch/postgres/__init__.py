@@ -2,16 +2,16 @@
 It knows nothing of Kubernetes."""
 
 from envbranch.postgres.cloning import CloneResult, Mode, Strategy, clone_database, create_empty_database
-from envbranch.postgres.credentials import create_branch_role, grant_ownership, new_password
-from envbranch.postgres.errors import EngineError, PermanentError, SourceBusy, TransientError, classify
+from envbranch.postgres.credentials import create_branch_role, grant_ownership, new_password, public_can_connect
+from envbranch.postgres.errors import EngineError, NotOurs, PermanentError, SourceBusy, TransientError, classify
 from envbranch.postgres.names import branch_database_name, branch_role_name
 from envbranch.postgres.probe import Capabilities, probe
 from envbranch.postgres.server import Server
-from envbranch.postgres.tags import Tagged, drop_branch, drop_database, drop_role, find_tagged
+from envbranch.postgres.tags import Tagged, drop_branch, drop_database, drop_role, find_tagged, untag
 
 __all__ = [
-    "Capabilities", "CloneResult", "EngineError", "Mode", "PermanentError", "Server", "SourceBusy", "Strategy",
-    "Tagged", "TransientError", "branch_database_name", "branch_role_name", "classify", "clone_database",
+    "Capabilities", "CloneResult", "EngineError", "Mode", "NotOurs", "PermanentError", "Server", "SourceBusy",
+    "Strategy", "Tagged", "TransientError", "branch_database_name", "branch_role_name", "classify", "clone_database",
     "create_branch_role", "create_empty_database", "drop_branch", "drop_database", "drop_role", "find_tagged",
-    "grant_ownership", "new_password", "probe",
+    "grant_ownership", "new_password", "probe", "public_can_connect", "untag",
 ]

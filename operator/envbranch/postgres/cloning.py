@@ -27,8 +27,9 @@ import psycopg
 from psycopg import sql
 
 from envbranch.postgres.errors import EngineError, PermanentError, SourceBusy, classify
+from envbranch.postgres.probe import clone_supported
 from envbranch.postgres.server import Server
-from envbranch.postgres.tags import database_exists, drop_database, tag_database
+from envbranch.postgres.tags import create_tagged_database, database_exists, drop_database, tag_database
 from envbranch.postgres.tools import find_client_tools
 
 Mode = Literal["Full", "System"]
@@ -56,9 +57,10 @@ def _noop(step: str, percent: int) -> None:
 def create_empty_database(server: Server, dbname: str, uid: str) -> CloneResult:
     start = time.monotonic()
     with server.connect() as conn:
-        if not database_exists(conn, dbname):
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-        tag_database(conn, dbname, uid)
+        if database_exists(conn, dbname):
+            tag_database(conn, dbname, uid)  # the caller checked it is this environment's
+        else:
+            create_tagged_database(conn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)), dbname, uid)
         size = _size(conn, dbname)
     return CloneResult("Empty", size, round(time.monotonic() - start, 3))
 
@@ -84,7 +86,7 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
     try:
         if strategy in ("Auto", "Template") and mode == "Full" and source.same_server(target):
             try:
-                _template(target, source_db, target_db, template_strategy)
+                _template(target, source_db, target_db, template_strategy, uid)
                 chosen = "Template"
             except (SourceBusy, PermanentError) as exc:
                 if strategy == "Template" or not _template_can_fall_back(exc):
@@ -98,7 +100,7 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
             tag_database(conn, target_db, uid)
             size = _size(conn, target_db)
     except BaseException as exc:
-        _drop_quietly(target, target_db)
+        _drop_quietly(target, target_db, uid)
         if isinstance(exc, EngineError) or not isinstance(exc, Exception):
             raise
         raise classify(exc, (source.password, target.password)) from None
@@ -111,30 +113,19 @@ def _template_can_fall_back(exc: EngineError) -> bool:
     return isinstance(exc, SourceBusy) or exc.sqlstate == "42501"
 
 
-def _drop_quietly(server: Server, dbname: str) -> None:
+def _drop_quietly(server: Server, dbname: str, uid: str) -> None:
+    # Only a database with our tag: a CREATE that lost a race for the name must not drop the winner's.
     with contextlib.suppress(EngineError):  # the inventory and the reaper still know about it
-        drop_database(server, dbname)
+        drop_database(server, dbname, uid)
 
 
-def _template(server: Server, source_db: str, target_db: str, method: str) -> None:
+def _template(server: Server, source_db: str, target_db: str, method: str, uid: str) -> None:
     with server.connect() as conn:
         # Reflink clone where the file system supports it, probed once per server.
-        if conn.info.server_version >= 180000 and method == "FILE_COPY" and _clone_supported(server):
+        if conn.info.server_version >= 180000 and method == "FILE_COPY" and clone_supported(server):
             conn.execute("SET file_copy_method = clone")
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY {}").format(
-            sql.Identifier(target_db), sql.Identifier(source_db), sql.SQL(method)))
-
-
-_clone_support: dict[tuple[str, int], bool] = {}
-
-
-def _clone_supported(server: Server) -> bool:
-    key = (server.host, server.port)
-    if key not in _clone_support:
-        from envbranch.postgres.probe import file_copy_clone_works
-
-        _clone_support[key] = file_copy_clone_works(server)
-    return _clone_support[key]
+        create_tagged_database(conn, sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY {}").format(
+            sql.Identifier(target_db), sql.Identifier(source_db), sql.SQL(method)), target_db, uid)
 
 
 # -- Dump --------------------------------------------------------------------------------------------
@@ -197,10 +188,9 @@ WHERE c.relkind = 'S' AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'informat
 def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: Mode, progress: Progress,
           uid: str) -> None:
     with target.connect() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)))
         # Tagged from the start: a crash in the middle of the copy leaves a database its Environment
         # (or, once that is gone, the reaper) recognises as its own and may drop.
-        tag_database(conn, target_db, uid)
+        create_tagged_database(conn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)), target_db, uid)
     # One REPEATABLE READ transaction exports the snapshot every reader shares, pg_dump included.
     with psycopg.connect(source.conninfo(source_db, timeouts=False)) as snap_conn:
         snap_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

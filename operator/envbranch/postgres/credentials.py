@@ -28,7 +28,9 @@ def create_branch_role(server: Server, role: str, uid: str) -> str:
     """Create (or reset) the LOGIN role and return its new password. The admin becomes a member so it
     can hand objects to the role and drop them later, and is never a superuser."""
     password = new_password()
-    with server.connect() as conn:
+    with server.connect() as conn, conn.transaction():
+        # One transaction: a role is never left behind without its tag (the tag is what lets the
+        # rollback and the reaper recognise it).
         verifier = _scram_verifier(conn, role, password)
         ident = sql.Identifier(role)
         if role_exists(conn, role):
@@ -62,6 +64,12 @@ def _routines(kinds: str) -> str:
             f"WHERE p.prokind IN ({kinds}) AND {_USER_SCHEMA} AND " + _NOT_EXTENSION.format(oid="p.oid"))
 
 
+def _named(catalog: str, name: str, namespace: str) -> str:
+    """Schema-qualified objects of a plain catalog (collations, statistics, text search objects)."""
+    return (f"SELECT format('%I.%I', n.nspname, x.{name}) FROM {catalog} x JOIN pg_namespace n ON n.oid = "
+            f"x.{namespace} WHERE {_USER_SCHEMA} AND " + _NOT_EXTENSION.format(oid="x.oid"))
+
+
 def _types(condition: str) -> str:
     return ("SELECT format('%I.%I', n.nspname, t.typname) FROM pg_type t JOIN pg_namespace n ON n.oid = "
             f"t.typnamespace LEFT JOIN pg_class c ON c.oid = t.typrelid WHERE ({condition}) AND {_USER_SCHEMA} "
@@ -76,10 +84,15 @@ _OBJECTS = {
     "MATERIALIZED VIEW": _relations("'m'"),
     # Sequences owned by a column (identity, serial) follow their table.
     "SEQUENCE": _relations("'S'", not_dependent="'a', 'i', 'e'"),
-    "ROUTINE": _routines("'f', 'p'"),
+    "ROUTINE": _routines("'f', 'p', 'w'"),
     "AGGREGATE": _routines("'a'"),
     "DOMAIN": _types("t.typtype = 'd'"),
     "TYPE": _types("t.typtype IN ('e', 'r') OR (t.typtype = 'c' AND c.relkind = 'c')"),
+    "COLLATION": _named("pg_collation", "collname", "collnamespace"),
+    "STATISTICS": _named("pg_statistic_ext", "stxname", "stxnamespace"),
+    "TEXT SEARCH CONFIGURATION": _named("pg_ts_config", "cfgname", "cfgnamespace"),
+    "TEXT SEARCH DICTIONARY": _named("pg_ts_dict", "dictname", "dictnamespace"),
+    "CONVERSION": _named("pg_conversion", "conname", "connamespace"),
     "LARGE OBJECT": "SELECT oid::text FROM pg_largeobject_metadata",
 }
 
@@ -101,3 +114,10 @@ def grant_ownership(server: Server, dbname: str, role: str) -> int:
                 conn.execute(sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(keyword), sql.SQL(str(name)), owner))
                 changed += 1
     return changed
+
+
+def public_can_connect(server: Server, dbname: str) -> bool:
+    """Whether every role (branch roles included) may connect to `dbname`: PostgreSQL's default."""
+    with server.connect() as conn:
+        row = conn.execute("SELECT has_database_privilege('public', %s, 'CONNECT')", (dbname,)).fetchone()
+    return bool(row and row[0])

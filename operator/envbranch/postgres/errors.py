@@ -52,6 +52,10 @@ class PermanentError(EngineError):
         super().__init__(message, transient=False, sqlstate=sqlstate)
 
 
+class NotOurs(PermanentError):
+    """The database or role exists but carries another Environment's tag (or none): never dropped."""
+
+
 class SourceBusy(TransientError):
     """The template source has other sessions (SQLSTATE 55006)."""
 

@@ -31,8 +31,20 @@ def probe(server: Server) -> Capabilities:
     strategies = ["Dump"] if createdb else []
     if createdb and num >= 150000:
         strategies.insert(0, "Template")
-    clone = file_copy_clone_works(server) if createdb and num >= 180000 else False
+    clone = clone_supported(server) if createdb and num >= 180000 else False
     return Capabilities(version, num, createdb, createrole, strategies, clone)
+
+
+_clone_support: dict[tuple[str, int], bool] = {}
+
+
+def clone_supported(server: Server) -> bool:
+    """file_copy_clone_works, tried once per server for the life of the process (the file system under
+    a server does not change; a probe every minute would create a database every minute)."""
+    key = (server.host, server.port)
+    if key not in _clone_support:
+        _clone_support[key] = file_copy_clone_works(server)
+    return _clone_support[key]
 
 
 def file_copy_clone_works(server: Server) -> bool:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from envbranch.postgres.errors import PermanentError
+from envbranch.postgres.errors import NotOurs, PermanentError
 from envbranch.postgres.server import Server
 
 TAG_PREFIX = "envbranch:uid="
@@ -41,6 +41,26 @@ def tag_role(conn: Conn, role: str, uid: str) -> None:
 def _uid(comment: object) -> str | None:
     m = _TAG.match(str(comment or ""))
     return m.group(1) if m else None
+
+
+def create_tagged_database(conn: Conn, create: sql.Composed, dbname: str, uid: str) -> None:
+    """Run a CREATE DATABASE and tag the new database at once: a database without our tag is never
+    ours to drop, so the window between the two is kept to one round trip, and a failed tag drops it."""
+    conn.execute(create)
+    try:
+        tag_database(conn, dbname, uid)
+    except BaseException:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        raise
+
+
+def untag(server: Server, kind: str, name: str, uid: str) -> None:
+    """Clear our tag from a database or role we keep (deletionPolicy Retain): the reaper must not take
+    it for an orphan once its Environment is gone. Someone else's tag is left alone."""
+    target = {"database": ("DATABASE", database_uid), "role": ("ROLE", role_uid)}[kind]
+    with server.connect() as conn:
+        if target[1](conn, name) == uid:
+            conn.execute(sql.SQL("COMMENT ON {} {} IS NULL").format(sql.SQL(target[0]), sql.Identifier(name)))
 
 
 def database_uid(conn: Conn, dbname: str) -> str | None:
@@ -79,7 +99,7 @@ def drop_database(server: Server, dbname: str, uid: str | None = None) -> None:
     """DROP DATABASE ... WITH (FORCE), only when tagged with `uid` (if given); verified gone."""
     with server.connect() as conn:
         if uid is not None and database_exists(conn, dbname) and database_uid(conn, dbname) != uid:
-            raise PermanentError(f"database {dbname} is not tagged as this environment's; not dropping it")
+            raise NotOurs(f"database {dbname} is not tagged as this environment's; not dropping it")
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
         if database_exists(conn, dbname):
             raise PermanentError(f"database {dbname} still exists after DROP")
@@ -91,7 +111,7 @@ def drop_role(server: Server, role: str, uid: str | None = None) -> None:
         if not role_exists(conn, role):
             return
         if uid is not None and role_uid(conn, role) != uid:
-            raise PermanentError(f"role {role} is not tagged as this environment's; not dropping it")
+            raise NotOurs(f"role {role} is not tagged as this environment's; not dropping it")
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
         if role_exists(conn, role):
             raise PermanentError(f"role {role} still exists after DROP")

@@ -43,6 +43,11 @@ CREATE FUNCTION billing.touch() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN NEW.amount := round(NEW.amount, 2); RETURN NEW; END $$;
 CREATE TRIGGER invoices_touch BEFORE INSERT OR UPDATE ON billing.invoices FOR EACH ROW EXECUTE FUNCTION billing.touch();
 CREATE SEQUENCE ticket_numbers START 1000;
+CREATE COLLATION billing.plain_sort (provider = libc, locale = 'C');
+CREATE STATISTICS billing.invoice_stats (dependencies) ON person_id, amount FROM billing.invoices;
+CREATE TEXT SEARCH DICTIONARY billing.simple_dict (TEMPLATE = pg_catalog.simple);
+CREATE TEXT SEARCH CONFIGURATION billing.plain (COPY = pg_catalog.simple);
+CREATE CONVERSION billing.to_latin1 FOR 'UTF8' TO 'LATIN1' FROM utf8_to_iso8859_1;
 INSERT INTO people (email, name, mood, home, age)
     SELECT 'p' || i || '@x.org', 'person ' || i, (ARRAY['sad','ok','happy']::mood[])[1 + i % 3],
            ROW('street ' || i, 'city')::address, 1 + i % 90 FROM generate_series(1, 300) i;

@@ -15,6 +15,10 @@ from envbranch.testing.postgres import Postgres
 from envbranch.testing.rich_schema import TABLES, admin_server
 
 
+def _uid() -> str:
+    return str(uuid.uuid4())
+
+
 def schema_dump(pg: Postgres, dbname: str) -> str:
     tools = pg.client_tools()
     out = subprocess.run([tools.path("pg_dump"), "--schema-only", "--no-owner", "--no-privileges", "-d", dbname],
@@ -78,8 +82,8 @@ def test_busy_source_makes_template_wait_and_auto_fall_back(rich_source: tuple[P
         busy.execute("INSERT INTO \"café\" VALUES ('busy')")  # an open transaction on the source
         pid = busy.info.backend_pid
         with pytest.raises(engine.SourceBusy, match="other sessions"):
-            engine.clone_database(server, src, server, "busy_template", mode="Full", strategy="Template", uid="u")
-        result = engine.clone_database(server, src, server, "busy_auto", mode="Full", strategy="Auto", uid="u")
+            engine.clone_database(server, src, server, "busy_template", mode="Full", strategy="Template", uid=_uid())
+        result = engine.clone_database(server, src, server, "busy_auto", mode="Full", strategy="Auto", uid=_uid())
         assert result.strategy == "Dump"
         with pg.connect() as conn:
             assert conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (1,)
@@ -101,7 +105,7 @@ def test_dump_while_the_source_takes_writes(rich_source: tuple[Postgres, str]) -
     writer = threading.Thread(target=write)
     writer.start()
     try:
-        result = engine.clone_database(server, src, server, "under_load", mode="Full", strategy="Dump", uid="u")
+        result = engine.clone_database(server, src, server, "under_load", mode="Full", strategy="Dump", uid=_uid())
     finally:
         stop.set()
         writer.join()
@@ -116,7 +120,7 @@ def test_dump_across_two_servers(rich_source: tuple[Postgres, str]) -> None:
     with Postgres() as other:
         target = admin_server(other)
         result = engine.clone_database(admin_server(pg), src, target, "copied_over", mode="Full", strategy="Auto",
-                                       uid="u")
+                                       uid=_uid())
         assert result.strategy == "Dump"
         assert table_digest(other, "copied_over") == table_digest(pg, src)
 
@@ -125,7 +129,7 @@ def test_a_failed_clone_leaves_no_database(rich_source: tuple[Postgres, str]) ->
     pg, _ = rich_source
     server = admin_server(pg)
     with pytest.raises(engine.EngineError):
-        engine.clone_database(server, "no_such_db", server, "half_made", mode="Full", strategy="Dump", uid="u")
+        engine.clone_database(server, "no_such_db", server, "half_made", mode="Full", strategy="Dump", uid=_uid())
     with pg.connect() as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = 'half_made'").fetchone() is None
     with pytest.raises(psycopg.OperationalError):
@@ -139,7 +143,7 @@ def test_big_tables_copied_in_block_slices_lose_and_duplicate_nothing(rich_sourc
     monkeypatch.setattr(cloning, "SPLIT_BYTES", 1)  # every table is "big": each copied as block slices
     pg, src = rich_source
     server = admin_server(pg)
-    engine.clone_database(server, src, server, "sliced", mode="Full", strategy="Dump", uid="u")
+    engine.clone_database(server, src, server, "sliced", mode="Full", strategy="Dump", uid=_uid())
     try:
         assert table_digest(pg, "sliced") == table_digest(pg, src)
     finally:

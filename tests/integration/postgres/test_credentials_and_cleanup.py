@@ -46,7 +46,16 @@ def test_branch_role_owns_everything_in_its_database(branch: tuple[Postgres, str
             WHERE t.typtype IN ('e', 'd') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
               AND t.typowner <> %s::regrole
               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = t.oid AND d.deptype = 'e')
-            """, (role, role, role)).fetchall()
+            UNION ALL SELECT collname FROM pg_collation WHERE collnamespace = 'billing'::regnamespace
+              AND collowner <> %s::regrole
+            UNION ALL SELECT stxname FROM pg_statistic_ext WHERE stxowner <> %s::regrole
+            UNION ALL SELECT cfgname FROM pg_ts_config WHERE cfgnamespace = 'billing'::regnamespace
+              AND cfgowner <> %s::regrole
+            UNION ALL SELECT dictname FROM pg_ts_dict WHERE dictnamespace = 'billing'::regnamespace
+              AND dictowner <> %s::regrole
+            UNION ALL SELECT conname FROM pg_conversion WHERE connamespace = 'billing'::regnamespace
+              AND conowner <> %s::regrole
+            """, (role,) * 8).fetchall()
         assert foreign == []
         assert conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
                             (db,)).fetchone() == (role,)
