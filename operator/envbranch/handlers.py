@@ -13,7 +13,7 @@ import kopf
 from envbranch import settings
 from envbranch.api import common
 from envbranch.api.environment import parse_ttl
-from envbranch.branching import environment, reaper, servers
+from envbranch.branching import database, environment, reaper, servers
 from envbranch.branching.errors import Transient, Waiting
 from envbranch.kube import events, resources
 
@@ -48,6 +48,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # limit is left unlimited: a worker holds its slot for idle_timeout (5 s) after its object's
     # last event, so a limit of N made the N+1st new branch wait ~5 s (bench P6: 20 branches 25x one).
     settings.execution.max_workers = max(2, ours.current.concurrency)
+    database.identify_cluster()
     if ours.current.metrics_port:
         from envbranch import metrics
 

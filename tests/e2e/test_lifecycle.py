@@ -81,6 +81,7 @@ def test_delete_removes_database_role_and_namespace(shop: Project) -> None:
     status = shop.wait_phase("doomed", "Active")
     uid = (shop.env("doomed") or {})["metadata"]["uid"]
     assert {t.kind for t in shop.tagged(uid)} == {"database", "role"}
+    assert {t.cluster for t in shop.tagged(uid)} == {shop.core.read_namespace("kube-system").metadata.uid}
     shop.delete_env("doomed")
     shop.wait_gone("doomed")
     assert not shop.namespace_exists(status["namespace"])
@@ -112,7 +113,13 @@ def test_reaper_drops_databases_and_roles_no_environment_owns(project: Project) 
     engine.create_empty_database(server, f"orphan_{orphan_uid[:8]}", orphan_uid)
     engine.create_branch_role(server, f"orphan_{orphan_uid[:8]}_owner", orphan_uid)
     assert len(project.tagged(orphan_uid)) == 2
+    # Tagged by the operator of another cluster sharing this server: never this cluster's to reap.
+    foreign_uid, foreign_db = str(uuid.uuid4()), f"foreign_{orphan_uid[:8]}"
+    with project.pg.connect(role=project.pg.admin) as conn:
+        conn.execute(f'CREATE DATABASE "{foreign_db}"')
+        conn.execute(f"COMMENT ON DATABASE \"{foreign_db}\" IS 'envbranch:uid={foreign_uid};cluster={uuid.uuid4()}'")
     wait_until(lambda: project.tagged(orphan_uid) == [], timeout=60, what="the reaper to drop the orphans")
+    assert [t.name for t in project.tagged(foreign_uid)] == [foreign_db]
 
 
 def test_reapplying_the_same_manifests_changes_nothing(shop: Project, controlplane: ControlPlane) -> None:

@@ -14,6 +14,7 @@ from envbranch import postgres as engine
 from envbranch.api.databaseserver import DatabaseServerSpec
 from envbranch.branching.errors import StepFailed, Transient, Waiting
 from envbranch.kube import client as kube_client
+from envbranch.kube import namespaces as kube_namespaces
 from envbranch.kube import resources
 
 branch_database_name = engine.branch_database_name
@@ -132,8 +133,16 @@ def credentials_secret(name: str, server: engine.Server, database: str, role: st
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}}
 
 
+def identify_cluster() -> str | None:
+    """Tags written from now on carry this cluster's identity, and the reaper skips other clusters'."""
+    cluster = kube_namespaces.cluster_uid()
+    engine.set_cluster(cluster)
+    return cluster
+
+
 def find_tagged(project: str, server: str) -> list[tuple[str, str, str]]:
-    return [(t.kind, t.name, t.uid) for t in engine.find_tagged(server_info(project, server))]
+    """This cluster's tagged databases and roles (another cluster's are never ours to reap)."""
+    return [(t.kind, t.name, t.uid) for t in engine.find_tagged(server_info(project, server)) if not t.foreign]
 
 
 def drop_database(project: str, server: str, name: str, uid: str) -> None:

@@ -23,3 +23,12 @@ def delete_namespace(name: str) -> None:
 
 def namespace_gone(name: str) -> bool:
     return read_namespace(name) is None
+
+
+def cluster_uid() -> str | None:
+    """The UID of kube-system: a stable identity of this cluster (None where it cannot be read)."""
+    try:
+        ns = read_namespace("kube-system")
+    except client.ApiException:
+        return None
+    return str(ns.metadata.uid) if ns is not None else None

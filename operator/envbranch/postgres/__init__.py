@@ -7,11 +7,11 @@ from envbranch.postgres.errors import EngineError, NotOurs, PermanentError, Sour
 from envbranch.postgres.names import branch_database_name, branch_role_name
 from envbranch.postgres.probe import Capabilities, probe
 from envbranch.postgres.server import Server
-from envbranch.postgres.tags import Tagged, drop_branch, drop_database, drop_role, find_tagged, untag
+from envbranch.postgres.tags import Tagged, drop_branch, drop_database, drop_role, find_tagged, set_cluster, untag
 
 __all__ = [
     "Capabilities", "CloneResult", "EngineError", "Mode", "NotOurs", "PermanentError", "Server", "SourceBusy",
     "Strategy", "Tagged", "TransientError", "branch_database_name", "branch_role_name", "classify", "clone_database",
     "create_branch_role", "create_empty_database", "drop_branch", "drop_database", "drop_role", "find_tagged",
-    "grant_ownership", "new_password", "probe", "public_can_connect", "untag",
+    "grant_ownership", "new_password", "probe", "public_can_connect", "set_cluster", "untag",
 ]

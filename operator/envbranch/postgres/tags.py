@@ -13,11 +13,20 @@ from envbranch.postgres.errors import NotOurs, PermanentError
 from envbranch.postgres.server import Server
 
 TAG_PREFIX = "envbranch:uid="
-_TAG = re.compile(r"^envbranch:uid=([0-9a-fA-F-]{1,64})$")
+_TAG = re.compile(r"^envbranch:uid=([0-9a-fA-F-]{1,64})(?:;cluster=([0-9a-fA-F-]{1,64}))?$")
+
+# The cluster the tags of this process belong to (the operator sets its kube-system namespace UID):
+# two clusters that share a PostgreSQL server must never reap each other's branches.
+_cluster: str | None = None
+
+
+def set_cluster(cluster: str | None) -> None:
+    global _cluster
+    _cluster = cluster
 
 
 def tag_for(uid: str) -> str:
-    return f"{TAG_PREFIX}{uid}"
+    return f"{TAG_PREFIX}{uid}" + (f";cluster={_cluster}" if _cluster else "")
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,12 @@ class Tagged:
     kind: str   # "database" or "role"
     name: str
     uid: str
+    cluster: str | None = None
+
+    @property
+    def foreign(self) -> bool:
+        """Tagged by another cluster's operator: not ours to judge an orphan."""
+        return self.cluster is not None and _cluster is not None and self.cluster != _cluster
 
 
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -38,9 +53,14 @@ def tag_role(conn: Conn, role: str, uid: str) -> None:
     conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(role), sql.Literal(tag_for(uid))))
 
 
-def _uid(comment: object) -> str | None:
+def _parse(comment: object) -> tuple[str, str | None] | None:
     m = _TAG.match(str(comment or ""))
-    return m.group(1) if m else None
+    return (m.group(1), m.group(2)) if m else None
+
+
+def _uid(comment: object) -> str | None:
+    parsed = _parse(comment)
+    return parsed[0] if parsed else None
 
 
 def create_tagged_database(conn: Conn, create: sql.Composed, dbname: str, uid: str) -> None:
@@ -91,8 +111,8 @@ def find_tagged(server: Server) -> list[Tagged]:
                            "ORDER BY datname").fetchall()
         roles = conn.execute("SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_roles "
                              "ORDER BY rolname").fetchall()
-    found = [Tagged("database", str(n), u) for n, c in dbs if (u := _uid(c))]
-    return found + [Tagged("role", str(n), u) for n, c in roles if (u := _uid(c))]
+    found = [Tagged("database", str(n), *p) for n, c in dbs if (p := _parse(c))]
+    return found + [Tagged("role", str(n), *p) for n, c in roles if (p := _parse(c))]
 
 
 def drop_database(server: Server, dbname: str, uid: str | None = None) -> None:
