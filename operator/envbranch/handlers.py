@@ -91,7 +91,7 @@ def expire_environment(body: kopf.Body, spec: kopf.Spec, stopped: kopf.DaemonSto
         return (created + parse_ttl(spec["ttl"]) - dt.datetime.now(dt.UTC)).total_seconds()
 
     while (left := remaining()) > 0:
-        if stopped.wait(min(left, 60)):
+        if stopped.wait(min(left, 10)):
             return
     events.emit(dict(body), "Expired", f"ttl {spec['ttl']} has passed: deleting the environment")
     resources.delete(resources.ENVIRONMENTS, meta["namespace"], meta["name"])

@@ -243,3 +243,15 @@ def test_a_credentials_secret_that_is_not_ours_is_never_overwritten(project: Pro
     secret = project.core.read_namespaced_secret("app-db", ns)
     assert secret.data == {"password": "dGhlaXJz"} and not (secret.metadata.labels or {})
     assert project.tagged(project.uid("app")) == []
+
+
+def test_a_shortened_ttl_takes_effect(shop: Project) -> None:
+    shop.apply_env("shortened", {"source": "production", "mode": "System", "ttl": "10h"})
+    before = shop.wait_phase("shortened", "Active")["expiresAt"]
+    uid = shop.uid("shortened")
+    shop.custom.patch_namespaced_custom_object(GROUP, VERSION, shop.namespace, "environments", "shortened",
+                                               {"spec": {"ttl": "2s"}})
+    wait_until(lambda: (shop.status("shortened").get("expiresAt") or before) < before or shop.env("shortened") is None,
+               timeout=30, what="expiresAt to follow the new ttl")
+    shop.wait_gone("shortened", timeout=60)
+    _assert_nothing_left(shop, "shortened", uid)
