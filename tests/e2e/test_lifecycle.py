@@ -118,8 +118,11 @@ def test_reaper_drops_databases_and_roles_no_environment_owns(project: Project) 
     with project.pg.connect(role=project.pg.admin) as conn:
         conn.execute(f'CREATE DATABASE "{foreign_db}"')
         conn.execute(f"COMMENT ON DATABASE \"{foreign_db}\" IS 'envbranch:uid={foreign_uid};cluster={uuid.uuid4()}'")
-    wait_until(lambda: project.tagged(orphan_uid) == [], timeout=60, what="the reaper to drop the orphans")
-    assert [t.name for t in project.tagged(foreign_uid)] == [foreign_db]
+    try:
+        wait_until(lambda: project.tagged(orphan_uid) == [], timeout=60, what="the reaper to drop the orphans")
+        assert [t.name for t in project.tagged(foreign_uid)] == [foreign_db]
+    finally:
+        engine.drop_database(server, foreign_db)
 
 
 def test_reapplying_the_same_manifests_changes_nothing(shop: Project, controlplane: ControlPlane) -> None:
@@ -129,6 +132,15 @@ def test_reapplying_the_same_manifests_changes_nothing(shop: Project, controlpla
     text = yaml.safe_dump(manifest)
     controlplane.kubectl("apply", "-f", "-", input=text)
     shop.wait_phase("steady", "Active")
+    # Settled: Kopf has recorded the handled configuration and cleared its per-handler progress.
+    kopf_done = {"operator.envbranch.io/last-handled-configuration", "operator.envbranch.io/kopf-managed"}
+
+    def settled() -> bool:
+        ann = (shop.env("steady") or {})["metadata"].get("annotations") or {}
+        kopf = {k for k in ann if k.startswith("operator.envbranch.io/")}
+        return "operator.envbranch.io/last-handled-configuration" in kopf and kopf <= kopf_done
+
+    wait_until(settled, timeout=30, what="Kopf to finish with steady")
     before = shop.env("steady") or {}
     out = controlplane.kubectl("apply", "-f", "-", input=text)
     assert "unchanged" in out.stdout

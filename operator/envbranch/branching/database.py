@@ -4,6 +4,7 @@ and the engine's calls shaped for the steps (plain dicts for status, classified 
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,8 +23,27 @@ branch_role_name = engine.branch_role_name
 ServerInfo = engine.Server
 
 
+_SERVER_CACHE_SECONDS = 5.0
+_servers: dict[tuple[str, str], tuple[float, engine.Server]] = {}
+_servers_lock = threading.Lock()
+
+
 def server_info(project: str, server_name: str) -> engine.Server:
-    """The admin connection of a DatabaseServer, its password read from the admin Secret."""
+    """The admin connection of a DatabaseServer, its password read from the admin Secret. A branch
+    asks for it at every step: the answer is kept a few seconds (a password changed meanwhile costs
+    one failed connection, which is retried)."""
+    key = (project, server_name)
+    with _servers_lock:
+        cached = _servers.get(key)
+        if cached is not None and time.monotonic() - cached[0] < _SERVER_CACHE_SECONDS:
+            return cached[1]
+    server = _read_server(project, server_name)
+    with _servers_lock:
+        _servers[key] = (time.monotonic(), server)
+    return server
+
+
+def _read_server(project: str, server_name: str) -> engine.Server:
     body = resources.get(resources.DATABASESERVERS, project, server_name)
     if body is None:
         raise Waiting("ServerNotFound", f"DatabaseServer {server_name!r} not found in {project}", 5)

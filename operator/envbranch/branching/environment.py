@@ -74,8 +74,14 @@ class EnvironmentRun:
         self.status: dict[str, Any] = copy.deepcopy(body.get("status") or {})
 
     # -- status ----------------------------------------------------------------------------------
+    _step_progress: dict[str, Any] | None = None
+
     def write(self, **changes: Any) -> None:
-        """Patch the fields that differ; nothing at all when nothing changed (no churn)."""
+        """Patch the fields that differ; nothing at all when nothing changed (no churn). A step's
+        progress rides along with the next write rather than costing a write of its own."""
+        if self._step_progress is not None:
+            changes.setdefault("progress", self._step_progress)
+            self._step_progress = None
         changed = {k: v for k, v in changes.items() if self.status.get(k) != v}
         if not changed:
             return
@@ -206,6 +212,7 @@ class EnvironmentRun:
         the operator at an exact step boundary."""
         if not settings.current.fault_injection or self.annotations.get(common.ANNOTATION_INJECT_PAUSE) != step:
             return
+        self.write()  # the step's progress, so the test sees where it paused
         self.event("Paused", f"paused at step {step} (test switch)")
         while True:
             body = resources.get(resources.ENVIRONMENTS, self.project, self.name)
@@ -217,7 +224,7 @@ class EnvironmentRun:
     def enter(self, step: str) -> None:
         self.finish_step()
         self._step = (step, time.monotonic())
-        self.progress(step, _STEP_PERCENT[step])
+        self._step_progress = {"step": step, "percent": _STEP_PERCENT[step]}
         self.pause_point(step)
         if self.cancelled:
             raise Cancelled()
