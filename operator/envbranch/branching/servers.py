@@ -73,17 +73,12 @@ def release_server(body: dict[str, Any]) -> None:
     if users:
         raise Waiting("ServerInUse", f"DatabaseServer {name} is still used by Environment(s) {', '.join(users)}: "
                       "waiting for them to be deleted", settings.current.source_wait)
-    secret = _admin_secret(body)
-    others = [s for s in resources.list_in(resources.DATABASESERVERS, namespace)
-              if s["metadata"]["name"] != name and _admin_secret(s) == secret
-              and not s["metadata"].get("deletionTimestamp")]
-    if not others:
-        resources.set_secret_finalizer(namespace, secret, SECRET_FINALIZER, present=False)
+    release_unused_admin_secrets(namespace)  # this server is being deleted: its Secret counts as unused
 
 
 def release_unused_admin_secrets(namespace: str) -> None:
-    """After a DatabaseServer changed its adminSecretRef, the old Secret keeps our finalizer: let go of
-    every Secret in the namespace that holds it and that no DatabaseServer still uses."""
+    """Let go of every Secret in the namespace that holds our finalizer and that no DatabaseServer (not
+    being deleted) still uses: a released server's, or the old one after adminSecretRef changed."""
     used = {_admin_secret(s) for s in resources.list_in(resources.DATABASESERVERS, namespace)
             if not s["metadata"].get("deletionTimestamp")}
     for name in resources.secrets_with_finalizer(namespace, SECRET_FINALIZER):
