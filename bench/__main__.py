@@ -30,8 +30,9 @@ from envbranch.testing.postgres import Postgres
 NOTES = [
     "P1 and P6 run through the operator (a subprocess, local control plane) against roots that adopt "
     "the pgbench databases; the raw clone is the engine call measured in the same run.",
-    "P7's Environments are roots adopting a namespace each and the small database: Active objects "
-    "the operator watches, cheap to create; writes are the API server's write requests by resource "
+    "P7's Environments are roots with a ttl of 72h adopting a namespace each and the small database: "
+    "Active objects the operator watches, each with an expiry waiting, cheap to create; writes are the "
+    "API server's write requests by resource "
     "(its own Lease renewals excluded).",
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
@@ -9,8 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import kopf
+from kopf._core.actions.execution import HandlerChildrenRetry
 
-from envbranch import settings
+from envbranch import health, settings
 from envbranch.api import common
 from envbranch.api.environment import parse_ttl
 from envbranch.branching import database, environment, reaper, servers
@@ -47,12 +49,19 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # The thread pool bounds how many environments are reconciled at once. Kopf's per-object worker
     # limit is left unlimited: a worker holds its slot for idle_timeout (5 s) after its object's
     # last event, so a limit of N made the N+1st new branch wait ~5 s (bench P6: 20 branches 25x one).
-    settings.execution.max_workers = max(2, ours.current.concurrency)
+    # Sync handlers do only short work (long copies run in the copy lane) on an executor that counts
+    # what it runs, so /healthz can tell a wedged operator from a busy one.
+    settings.execution.executor = health.executor(max(2, ours.current.concurrency))
     database.identify_cluster()
     if ours.current.metrics_port:
         from envbranch import metrics
 
         metrics.serve(ours.current.metrics_port)
+
+
+class WaitRetry(HandlerChildrenRetry):
+    """A wait is no error: retried like Kopf's own sub-handler waits, without an error line or Event
+    each time (the Environment's conditions say what it waits for)."""
 
 
 @contextlib.contextmanager
@@ -61,7 +70,7 @@ def kopf_outcomes(retry: int) -> Iterator[None]:
     try:
         yield
     except Waiting as wait:
-        raise kopf.TemporaryError(wait.message, delay=wait.delay) from None
+        raise WaitRetry(wait.message, delay=wait.delay) from None
     except Transient as exc:
         raise kopf.TemporaryError(f"step {exc.step}: {exc.message}", delay=min(2 ** retry, 60)) from None
 
@@ -82,7 +91,9 @@ def delete_environment(body: kopf.Body, retry: int, **_: Any) -> None:
 
 @kopf.daemon(*ENVIRONMENTS, registry=_registry, cancellation_timeout=5,
              when=lambda spec, **_: bool(spec.get("ttl")))
-def expire_environment(body: kopf.Body, spec: kopf.Spec, stopped: kopf.DaemonStopped, **_: Any) -> None:
+async def expire_environment(body: kopf.Body, spec: kopf.Spec, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """An asyncio task per Environment with a ttl: waiting holds no thread, so how many may wait is
+    bounded by memory, not by --concurrency. Only the final delete borrows a thread, briefly."""
     meta = body["metadata"]
     created = dt.datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00"))
 
@@ -90,11 +101,30 @@ def expire_environment(body: kopf.Body, spec: kopf.Spec, stopped: kopf.DaemonSto
         # `spec` is a live view: a ttl changed meanwhile counts from the next tick.
         return (created + parse_ttl(spec["ttl"]) - dt.datetime.now(dt.UTC)).total_seconds()
 
-    while (left := remaining()) > 0:
-        if stopped.wait(min(left, 10)):
+    while remaining() > 0:
+        await stopped.wait(min(remaining(), 10))
+        if stopped:
             return
-    events.emit(dict(body), "Expired", f"ttl {spec['ttl']} has passed: deleting the environment")
-    resources.delete(resources.ENVIRONMENTS, meta["namespace"], meta["name"])
+    await asyncio.to_thread(expire, dict(body), str(spec["ttl"]))
+
+
+def expire(body: dict[str, Any], ttl: str) -> None:
+    events.emit(body, "Expired", f"ttl {ttl} has passed: deleting the environment")
+    resources.delete(resources.ENVIRONMENTS, body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+@kopf.on.probe(registry=_registry, id="executor")
+async def executor_progress(**_: Any) -> dict[str, int]:
+    """Fails /healthz when the handler executor is wedged (see health.py); async, so it answers even
+    when every executor thread is stuck."""
+    executor = health.current()
+    if executor is None:
+        return {}
+    why = executor.stalled(settings.current.stall_timeout)
+    if why:
+        raise kopf.PermanentError(f"the operator makes no progress: {why}")
+    running, queued, _idle = executor.snapshot()
+    return {"running": running, "queued": queued, "workers": executor.workers}
 
 
 @kopf.on.resume(*DATABASESERVERS, registry=_registry)

@@ -22,12 +22,17 @@ def parse_args(argv: Sequence[str] | None = None) -> settings.OperatorSettings:
     p.add_argument("--metrics-port", type=int, default=int(os.environ.get("ENVBRANCH_METRICS_PORT", "0")) or None)
     p.add_argument("--concurrency", type=int, default=int(os.environ.get("ENVBRANCH_CONCURRENCY", "8")),
                    help="how many environments are reconciled at once")
+    p.add_argument("--copy-concurrency", type=int,
+                   default=int(os.environ.get("ENVBRANCH_COPY_CONCURRENCY", "2")),
+                   help="how many long copies (Full mode by Dump) run at once; more wait in the copy lane")
+    p.add_argument("--stall-timeout", type=float, default=float(os.environ.get("ENVBRANCH_STALL_TIMEOUT", "300")),
+                   help="seconds the handler executor may be saturated without progress before /healthz fails")
     p.add_argument("--json-logs", action="store_true", default=os.environ.get("ENVBRANCH_JSON_LOGS") == "1")
     a = p.parse_args(argv)
     return settings.OperatorSettings(
         namespaces=tuple(a.namespace), standalone=not a.peering, peering_name=a.peering_name,
         liveness_endpoint=a.liveness, metrics_port=a.metrics_port, concurrency=a.concurrency,
-        json_logs=a.json_logs)
+        copy_concurrency=a.copy_concurrency, stall_timeout=a.stall_timeout, json_logs=a.json_logs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -40,8 +40,32 @@ class EnvironmentsByPhase(Collector):
         yield gauge
 
 
+class Occupancy(Collector):
+    """envbranch_handler_threads{state} and envbranch_copies{state}: the handler executor's and the
+    copy lane's load, read at scrape time (a full executor with work queued is what liveness watches)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from envbranch import health
+        from envbranch.branching.copy_lane import LANE
+
+        executor = health.current()
+        threads = GaugeMetricFamily("envbranch_handler_threads", "Handler executor threads and queued handler "
+                                    "calls", labels=["state"])
+        if executor is not None:
+            running, queued, _ = executor.snapshot()
+            for state, value in (("busy", running), ("queued", queued), ("size", executor.workers)):
+                threads.add_metric([state], value)
+        yield threads
+        copies = GaugeMetricFamily("envbranch_copies", "Long copies in the copy lane", labels=["state"])
+        running, queued = LANE.stats()
+        for state, value in (("running", running), ("queued", queued), ("slots", LANE.slots)):
+            copies.add_metric([state], value)
+        yield copies
+
+
 def serve(port: int) -> None:
     if not _started.is_set():
         REGISTRY.register(EnvironmentsByPhase())
+        REGISTRY.register(Occupancy())
         start_http_server(port, addr="0.0.0.0")  # noqa: S104 - scraped from outside the Pod
         _started.set()

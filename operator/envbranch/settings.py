@@ -18,6 +18,8 @@ class OperatorSettings:
     liveness_endpoint: str | None = None      # e.g. http://0.0.0.0:8080/healthz
     metrics_port: int | None = None
     concurrency: int = 8                      # environments reconciled at once
+    copy_concurrency: int = 2                 # long copies (Full Dumps) run at once, in their own lane
+    stall_timeout: float = 300                # /healthz fails when the executor is saturated this long
     json_logs: bool = False
     # Timers, in seconds; tests shorten them through the environment.
     probe_interval: float = field(default_factory=lambda: _env_float("ENVBRANCH_PROBE_INTERVAL", 60))

@@ -82,3 +82,27 @@ def test_fifty_branches_at_once(shop: Project, operator: OperatorProcess, contro
     record.number("delete → all gone", f"{deleted_s:.1f} s")
     record.number("operator peak RSS (sampled)", f"{peak[0] / 2**20:.0f} MiB")
     record.number("operator VmHWM", f"{_vm_hwm_bytes(proc.pid) / 2**20:.0f} MiB")
+
+
+TTL_BRANCHES = 12
+
+
+@pytest.mark.reliability(f"load: {TTL_BRANCHES} ttl branches applied at once", "one kubectl apply of System "
+                         "branches with ttl 72h (more than --concurrency 8): all Active within the 50-branch bound; "
+                         "one kubectl delete: all gone")
+def test_twelve_ttl_branches_at_once(shop: Project, controlplane: ControlPlane, record: Recorder) -> None:
+    names = [f"preview-{i:02d}" for i in range(TTL_BRANCHES)]
+    manifests = "---\n".join(yaml.safe_dump(environment_body(n, {"source": "production", "mode": "System",
+                                                                 "ttl": "72h"})) for n in names)
+
+    def phases() -> Counter[str | None]:
+        items = shop.custom.list_namespaced_custom_object(GROUP, VERSION, shop.namespace, "environments")["items"]
+        return Counter((i.get("status") or {}).get("phase") for i in items if i["metadata"]["name"] in names)
+
+    started = time.monotonic()
+    controlplane.kubectl("apply", "-n", shop.namespace, "-f", "-", input=manifests)
+    wait_until(lambda: phases() == Counter({"Active": TTL_BRANCHES}), timeout=300, interval=0.5,
+               what=f"{TTL_BRANCHES} ttl branches to be Active (now {phases()})")
+    record.number("apply → all Active", f"{time.monotonic() - started:.1f} s")
+    controlplane.kubectl("delete", "-n", shop.namespace, "-f", "-", "--wait=false", input=manifests)
+    wait_until(lambda: not phases(), timeout=300, interval=0.5, what=f"the ttl branches to be deleted ({phases()})")

@@ -78,7 +78,8 @@ def _result(result: engine.CloneResult) -> dict[str, Any]:
 
 
 def clone(project: str, *, source_server: str, source_database: str, server: str, database: str, mode: str,
-          strategy: str, uid: str, progress: Callable[[str, int], None]) -> dict[str, Any]:
+          strategy: str, uid: str, progress: Callable[[str, int], None], owner: str | None = None
+          ) -> dict[str, Any]:
     source = server_info(project, source_server)
     target = source if server == source_server else server_info(project, server)
     with target.connect() as conn:
@@ -89,17 +90,23 @@ def clone(project: str, *, source_server: str, source_database: str, server: str
             # Ours, from a run that stopped before recording it: start the copy again.
             engine.drop_database(target, database, uid)
     result = engine.clone_database(source, source_database, target, database, mode=mode,  # type: ignore[arg-type]
-                                   strategy=strategy, uid=uid, progress=progress)  # type: ignore[arg-type]
+                                   strategy=strategy, uid=uid, progress=progress,  # type: ignore[arg-type]
+                                   owner=owner)
     return _result(result)
 
 
-def create_empty(project: str, server: str, database: str, uid: str) -> dict[str, Any]:
+def template_possible(project: str, source_server: str, server: str) -> bool:
+    """A template copy needs the source on the same PostgreSQL server as the branch."""
+    return server == source_server or server_info(project, source_server).same_server(server_info(project, server))
+
+
+def create_empty(project: str, server: str, database: str, uid: str, owner: str | None = None) -> dict[str, Any]:
     target = server_info(project, server)
     with target.connect() as conn:
         if engine.tags.database_exists(conn, database) and engine.tags.database_uid(conn, database) != uid:
             raise StepFailed("database", "DatabaseConflict", f"database {database} already exists on {server} "
                              "and is not this environment's")
-    return _result(engine.create_empty_database(target, database, uid))
+    return _result(engine.create_empty_database(target, database, uid, owner))
 
 
 def require_database(project: str, server: str, database: str) -> None:
@@ -127,13 +134,24 @@ def role_exists(project: str, server: str, role: str) -> bool:
         return engine.tags.role_exists(conn, role)
 
 
+def _require_role_free(target: engine.Server, server: str, role: str, uid: str, step: str) -> None:
+    with target.connect() as conn:
+        if engine.tags.role_exists(conn, role) and engine.tags.role_uid(conn, role) != uid:
+            raise StepFailed(step, "RoleConflict", f"role {role} already exists on {server} and is not "
+                             "this environment's")
+
+
+def create_owner_role(project: str, server: str, role: str, uid: str) -> None:
+    """The branch role, tagged, before its database exists: the database is created owned by it."""
+    target = server_info(project, server)
+    _require_role_free(target, server, role, uid, "database")
+    engine.create_owner_role(target, role, uid)
+
+
 def create_role(project: str, server: str, database: str, role: str, uid: str) -> str:
     """The branch's LOGIN role, owner of its database; returns the new password (never logged)."""
     target = server_info(project, server)
-    with target.connect() as conn:
-        if engine.tags.role_exists(conn, role) and engine.tags.role_uid(conn, role) != uid:
-            raise StepFailed("credentials", "RoleConflict", f"role {role} already exists on {server} and is not "
-                             "this environment's")
+    _require_role_free(target, server, role, uid, "credentials")
     password = engine.create_branch_role(target, role, uid)
     engine.grant_ownership(target, database, role)
     return password

@@ -21,7 +21,7 @@ from envbranch import metrics, settings
 from envbranch import postgres as engine
 from envbranch.api import common
 from envbranch.api.environment import EnvironmentSpec, parse_ttl
-from envbranch.branching import config_copy, database
+from envbranch.branching import config_copy, copy_lane, database
 from envbranch.branching.conditions import Condition, get_condition, now_rfc3339, set_condition
 from envbranch.branching.errors import Cancelled, Invalid, StepFailed, Transient, Waiting
 from envbranch.branching.inventory import Entry, entries, with_entry
@@ -329,24 +329,16 @@ class EnvironmentRun:
         if done.get("name") == plan.database and done.get("strategy") and \
                 database.tagged_uid(self.project, plan.server_name, plan.database) == self.uid:
             return dict(done)
+        if plan.role is not None:
+            # The role first, tagged: the database is born owned by it, so even a crash right after
+            # CREATE DATABASE leaves nothing that cannot be recognised as this environment's.
+            self.record(Entry("Role", plan.role, server=plan.server_name))
+            database.create_owner_role(self.project, plan.server_name, plan.role, self.uid)
         self.record(Entry("Database", plan.database, server=plan.server_name))
-        last = [time.monotonic()]
-
-        def report(step: str, percent: int) -> None:
-            # At most one status write a second: progress must not flood the API server.
-            if time.monotonic() - last[0] >= 1.0:
-                last[0] = time.monotonic()
-                self.progress("database", 20 + percent * 60 // 100)
-
         if plan.parent is None:
-            result = database.create_empty(self.project, plan.server_name, plan.database, self.uid)
+            result = database.create_empty(self.project, plan.server_name, plan.database, self.uid, owner=plan.role)
         else:
-            assert plan.source_server and plan.source_database and self.spec.mode
-            strategy = self.spec.database.strategy if self.spec.database else "Auto"
-            result = database.clone(self.project, source_server=plan.source_server,
-                                    source_database=plan.source_database, server=plan.server_name,
-                                    database=plan.database, mode=self.spec.mode, strategy=strategy,
-                                    uid=self.uid, progress=report)
+            result = self.clone(plan)
         self.raise_if_deleted()
         self.event("DatabaseCloned" if plan.parent else "DatabaseCreated",
                    f"database {plan.database} on {plan.server_name}: {result['strategy']}, "
@@ -357,6 +349,54 @@ class EnvironmentRun:
             (common.CONDITION_DATABASE_READY, True, "Cloned" if plan.parent else "Created",
              f"database {plan.database} ready ({result['strategy']})")))
         return db_status
+
+    COPY_POLL_S = 2.0
+
+    def clone(self, plan: Plan) -> dict[str, Any]:
+        """Template copies and System (schema-only) dumps run here; a Full Dump goes to the copy lane
+        and this returns Waiting until the lane has finished it."""
+        assert plan.source_server and plan.source_database and self.spec.mode
+        strategy = self.spec.database.strategy if self.spec.database else "Auto"
+        job = copy_lane.LANE.get(self.uid)
+        if job is None:
+            last = [time.monotonic()]
+
+            def report(step: str, percent: int) -> None:
+                # At most one status write a second: progress must not flood the API server.
+                if time.monotonic() - last[0] >= 1.0:
+                    last[0] = time.monotonic()
+                    self.progress("database", 20 + percent * 60 // 100)
+
+            def copy(with_strategy: str) -> dict[str, Any]:
+                assert plan.source_server and plan.source_database and self.spec.mode
+                return database.clone(self.project, source_server=plan.source_server,
+                                      source_database=plan.source_database, server=plan.server_name,
+                                      database=plan.database, mode=self.spec.mode, strategy=with_strategy,
+                                      uid=self.uid, progress=report, owner=plan.role)
+
+            if self.spec.mode == "System":
+                return copy(strategy)
+            if strategy != "Dump" and database.template_possible(self.project, plan.source_server, plan.server_name):
+                try:
+                    return copy("Template")
+                except engine.EngineError as exc:
+                    if strategy == "Template" or not engine.template_can_fall_back(exc):
+                        raise
+            elif strategy == "Template":
+                return copy(strategy)  # refused with its reason
+            job = copy_lane.LANE.submit(self.uid, lambda: copy("Dump"))
+        if not job.done:
+            if job.state == "queued":
+                reason = "WaitingForCopySlot"
+                message = (f"waiting for a copy slot: the operator runs {copy_lane.LANE.slots} long copies at "
+                           "once (--copy-concurrency)")
+            else:
+                reason, message = "Copying", f"copying {plan.source_database} into {plan.database} (Dump)"
+            self._step_progress = None  # the copy reports its own progress
+            self.write(conditions=self.conditions_with((common.CONDITION_DATABASE_READY, False, reason, message)))
+            raise Waiting(reason, message, self.COPY_POLL_S)
+        copy_lane.LANE.forget(self.uid)
+        return job.outcome()
 
     def step_credentials(self, plan: Plan, server: database.ServerInfo) -> None:
         self.enter("credentials")
@@ -582,9 +622,27 @@ def reconcile_environment(body: dict[str, Any], retry: int) -> None:
     run.branch(retry)
 
 
+def stop_copy(run: EnvironmentRun) -> None:
+    """A copy still in the lane is cut off (its branch database dropped, tagged ours) and waited for:
+    the removal below must not race a copy that is still writing."""
+    job = copy_lane.LANE.cancel(run.uid)
+    if job is None:
+        return
+    if not job.done:
+        run.event("Cancelled", "the Environment is being deleted: the copy under way is stopped")
+        for entry in entries(run.status):
+            if entry.kind == "Database" and entry.server:
+                with contextlib.suppress(Exception):  # not there yet, or not ours: nothing to cut off
+                    database.drop_database(run.project, entry.server, entry.name, run.uid)
+        if not job.finished.wait(5):
+            raise Waiting("StoppingCopy", "waiting for the copy under way to stop", 1)
+    copy_lane.LANE.forget(run.uid)
+
+
 def delete_environment(body: dict[str, Any]) -> None:
     """The finalizer: with Delete, remove what this environment created and wait until it is gone."""
     run = EnvironmentRun(body)
+    stop_copy(run)
     policy = run.spec.effective_deletion_policy()
     if policy == "Retain" and run.status.get("branchedAt"):
         # Kept databases and roles lose our tag, or the reaper would take them for orphans.

@@ -1,8 +1,21 @@
 """The PostgreSQL half of envbranch: names, probes, clone strategies, credentials, tags, cleanup.
 It knows nothing of Kubernetes."""
 
-from envbranch.postgres.cloning import CloneResult, Mode, Strategy, clone_database, create_empty_database
-from envbranch.postgres.credentials import create_branch_role, grant_ownership, new_password, public_can_connect
+from envbranch.postgres.cloning import (
+    CloneResult,
+    Mode,
+    Strategy,
+    clone_database,
+    create_empty_database,
+    template_can_fall_back,
+)
+from envbranch.postgres.credentials import (
+    create_branch_role,
+    create_owner_role,
+    grant_ownership,
+    new_password,
+    public_can_connect,
+)
 from envbranch.postgres.errors import EngineError, NotOurs, PermanentError, SourceBusy, TransientError, classify
 from envbranch.postgres.names import branch_database_name, branch_role_name
 from envbranch.postgres.probe import Capabilities, probe
@@ -11,7 +24,8 @@ from envbranch.postgres.tags import Tagged, drop_branch, drop_database, drop_rol
 
 __all__ = [
     "Capabilities", "CloneResult", "EngineError", "Mode", "NotOurs", "PermanentError", "Server", "SourceBusy",
-    "Strategy", "Tagged", "TransientError", "branch_database_name", "branch_role_name", "classify", "clone_database",
-    "create_branch_role", "create_empty_database", "drop_branch", "drop_database", "drop_role", "find_tagged",
-    "grant_ownership", "new_password", "probe", "public_can_connect", "set_cluster", "untag",
+    "Strategy", "Tagged", "TransientError", "branch_database_name", "branch_role_name", "classify",
+    "clone_database", "create_branch_role", "create_empty_database", "create_owner_role", "drop_branch",
+    "drop_database", "drop_role", "find_tagged", "grant_ownership", "new_password", "probe", "public_can_connect",
+    "set_cluster", "template_can_fall_back", "untag",
 ]

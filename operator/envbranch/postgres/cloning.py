@@ -54,13 +54,14 @@ def _noop(step: str, percent: int) -> None:
     pass
 
 
-def create_empty_database(server: Server, dbname: str, uid: str) -> CloneResult:
+def create_empty_database(server: Server, dbname: str, uid: str, owner: str | None = None) -> CloneResult:
     start = time.monotonic()
     with server.connect() as conn:
         if database_exists(conn, dbname):
             tag_database(conn, dbname, uid)  # the caller checked it is this environment's
         else:
-            create_tagged_database(conn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)), dbname, uid)
+            create_tagged_database(conn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)), dbname, uid,
+                                   owner)
         size = _size(conn, dbname)
     return CloneResult("Empty", size, round(time.monotonic() - start, 3))
 
@@ -72,9 +73,11 @@ def _size(conn: psycopg.Connection[tuple[object, ...]], dbname: str) -> int:
 
 def clone_database(source: Server, source_db: str, target: Server, target_db: str, *, mode: Mode,
                    strategy: Strategy, uid: str, progress: Progress = _noop,
-                   template_strategy: Literal["FILE_COPY", "WAL_LOG"] = "FILE_COPY") -> CloneResult:
-    """Clone `source_db` into a new `target_db` tagged with `uid`. On any failure the partial
-    database is dropped before the error propagates."""
+                   template_strategy: Literal["FILE_COPY", "WAL_LOG"] = "FILE_COPY",
+                   owner: str | None = None) -> CloneResult:
+    """Clone `source_db` into a new `target_db` tagged with `uid` (and owned from its creation by
+    `owner`, a role tagged with `uid`). On any failure the partial database is dropped before the
+    error propagates."""
     start = time.monotonic()
     with target.connect() as conn:
         if database_exists(conn, target_db):
@@ -86,16 +89,16 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
     try:
         if strategy in ("Auto", "Template") and mode == "Full" and source.same_server(target):
             try:
-                _template(target, source_db, target_db, template_strategy, uid)
+                _template(target, source_db, target_db, template_strategy, uid, owner)
                 chosen = "Template"
             except (SourceBusy, PermanentError) as exc:
-                if strategy == "Template" or not _template_can_fall_back(exc):
+                if strategy == "Template" or not template_can_fall_back(exc):
                     raise
                 chosen = "Dump"
         else:
             chosen = "Dump"
         if chosen == "Dump":
-            _dump(source, source_db, target, target_db, mode, progress, uid)
+            _dump(source, source_db, target, target_db, mode, progress, uid, owner)
         with target.connect() as conn:
             tag_database(conn, target_db, uid)
             size = _size(conn, target_db)
@@ -108,7 +111,7 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
     return CloneResult(chosen, size, round(time.monotonic() - start, 3))
 
 
-def _template_can_fall_back(exc: EngineError) -> bool:
+def template_can_fall_back(exc: EngineError) -> bool:
     # Busy source, or an admin that may not use the source as a template: Dump can still work.
     return isinstance(exc, SourceBusy) or exc.sqlstate == "42501"
 
@@ -119,13 +122,13 @@ def _drop_quietly(server: Server, dbname: str, uid: str) -> None:
         drop_database(server, dbname, uid)
 
 
-def _template(server: Server, source_db: str, target_db: str, method: str, uid: str) -> None:
+def _template(server: Server, source_db: str, target_db: str, method: str, uid: str, owner: str | None) -> None:
     with server.connect() as conn:
         # Reflink clone where the file system supports it, probed once per server.
         if conn.info.server_version >= 180000 and method == "FILE_COPY" and clone_supported(server):
             conn.execute("SET file_copy_method = clone")
         create_tagged_database(conn, sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY {}").format(
-            sql.Identifier(target_db), sql.Identifier(source_db), sql.SQL(method)), target_db, uid)
+            sql.Identifier(target_db), sql.Identifier(source_db), sql.SQL(method)), target_db, uid, owner)
 
 
 # -- Dump --------------------------------------------------------------------------------------------
@@ -186,11 +189,12 @@ WHERE c.relkind = 'S' AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'informat
 
 
 def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: Mode, progress: Progress,
-          uid: str) -> None:
+          uid: str, owner: str | None) -> None:
     with target.connect() as conn:
         # Tagged from the start: a crash in the middle of the copy leaves a database its Environment
         # (or, once that is gone, the reaper) recognises as its own and may drop.
-        create_tagged_database(conn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)), target_db, uid)
+        create_tagged_database(conn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)), target_db, uid,
+                               owner)
     # One REPEATABLE READ transaction exports the snapshot every reader shares, pg_dump included.
     with psycopg.connect(source.conninfo(source_db, timeouts=False)) as snap_conn:
         snap_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

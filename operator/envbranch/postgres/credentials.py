@@ -24,26 +24,39 @@ def _scram_verifier(conn: Conn, role: str, password: str) -> str:
     return conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
 
 
+def _ensure_role(conn: Conn, role: str, uid: str, verifier: str | None) -> None:
+    """Create the role (or give it LOGIN and a password) and tag it, in the caller's transaction: a
+    role is never left behind without its tag (the tag is what lets the rollback and the reaper
+    recognise it). The admin becomes a member so it can create the database owned by the role, hand
+    objects to it and drop them later; it is never a superuser."""
+    ident = sql.Identifier(role)
+    login = sql.SQL("LOGIN PASSWORD {}").format(sql.Literal(verifier)) if verifier else sql.SQL("NOLOGIN")
+    if role_exists(conn, role):
+        if verifier:
+            conn.execute(sql.SQL("ALTER ROLE {} {}").format(ident, login))
+    else:
+        conn.execute(sql.SQL("CREATE ROLE {} {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION").format(
+            ident, login))
+    tag_role(conn, role, uid)
+    if conn.info.server_version >= 160000:
+        admin = sql.Identifier(conn.info.user)
+        conn.execute(sql.SQL("GRANT {} TO {} WITH INHERIT TRUE, SET TRUE").format(ident, admin))
+    else:
+        conn.execute(sql.SQL("GRANT {} TO {}").format(ident, sql.Identifier(conn.info.user)))
+
+
+def create_owner_role(server: Server, role: str, uid: str) -> None:
+    """The branch role, tagged and without LOGIN, made before its database so the database is born
+    owned by it (see tags.create_tagged_database)."""
+    with server.connect() as conn, conn.transaction():
+        _ensure_role(conn, role, uid, None)
+
+
 def create_branch_role(server: Server, role: str, uid: str) -> str:
-    """Create (or reset) the LOGIN role and return its new password. The admin becomes a member so it
-    can hand objects to the role and drop them later, and is never a superuser."""
+    """Create the LOGIN role, or give the owner role LOGIN and a new password; returns the password."""
     password = new_password()
     with server.connect() as conn, conn.transaction():
-        # One transaction: a role is never left behind without its tag (the tag is what lets the
-        # rollback and the reaper recognise it).
-        verifier = _scram_verifier(conn, role, password)
-        ident = sql.Identifier(role)
-        if role_exists(conn, role):
-            conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(ident, sql.Literal(verifier)))
-        else:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
-                                 "PASSWORD {}").format(ident, sql.Literal(verifier)))
-        tag_role(conn, role, uid)
-        if conn.info.server_version >= 160000:
-            conn.execute(sql.SQL("GRANT {} TO {} WITH INHERIT TRUE, SET TRUE").format(
-                ident, sql.Identifier(server.user)))
-        else:
-            conn.execute(sql.SQL("GRANT {} TO {}").format(ident, sql.Identifier(server.user)))
+        _ensure_role(conn, role, uid, _scram_verifier(conn, role, password))
     return password
 
 

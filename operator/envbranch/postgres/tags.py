@@ -63,9 +63,13 @@ def _uid(comment: object) -> str | None:
     return parsed[0] if parsed else None
 
 
-def create_tagged_database(conn: Conn, create: sql.Composed, dbname: str, uid: str) -> None:
-    """Run a CREATE DATABASE and tag the new database at once: a database without our tag is never
-    ours to drop, so the window between the two is kept to one round trip, and a failed tag drops it."""
+def create_tagged_database(conn: Conn, create: sql.Composed, dbname: str, uid: str,
+                           owner: str | None = None) -> None:
+    """Run a CREATE DATABASE and tag the new database. With `owner` (a role tagged with `uid` before
+    this call) the database is born owned by it: a crash between CREATE and the tag still leaves a
+    database that `database_uid` and the reaper recognise through its owner."""
+    if owner is not None:
+        create = sql.SQL("{} OWNER {}").format(create, sql.Identifier(owner))
     conn.execute(create)
     try:
         tag_database(conn, dbname, uid)
@@ -83,11 +87,21 @@ def untag(server: Server, kind: str, name: str, uid: str) -> None:
             conn.execute(sql.SQL("COMMENT ON {} {} IS NULL").format(sql.SQL(target[0]), sql.Identifier(name)))
 
 
+_DATABASES = ("SELECT d.datname, shobj_description(d.oid, 'pg_database'), shobj_description(d.datdba, 'pg_authid') "
+              "FROM pg_catalog.pg_database d")
+
+
+def _database_tag(db_comment: object, owner_comment: object) -> tuple[str, str | None] | None:
+    """A database's own tag, else its owner's: a branch database is created owned by its tagged role,
+    so it is recognisable even when a crash came between CREATE DATABASE and COMMENT."""
+    return _parse(db_comment) or _parse(owner_comment)
+
+
 def database_uid(conn: Conn, dbname: str) -> str | None:
-    """The UID a database is tagged with; None when it is untagged or missing."""
-    row = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-                       (dbname,)).fetchone()
-    return _uid(row[0]) if row else None
+    """The UID a database belongs to (its tag, or its owner role's); None when neither is ours."""
+    row = conn.execute(_DATABASES + " WHERE d.datname = %s", (dbname,)).fetchone()
+    parsed = _database_tag(row[1], row[2]) if row else None
+    return parsed[0] if parsed else None
 
 
 def role_uid(conn: Conn, role: str) -> str | None:
@@ -107,11 +121,10 @@ def role_exists(conn: Conn, role: str) -> bool:
 def find_tagged(server: Server) -> list[Tagged]:
     """Every tagged database, then every tagged role (the order orphans must be dropped in)."""
     with server.connect() as conn:
-        dbs = conn.execute("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
-                           "ORDER BY datname").fetchall()
+        dbs = conn.execute(_DATABASES + " ORDER BY d.datname").fetchall()
         roles = conn.execute("SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_roles "
                              "ORDER BY rolname").fetchall()
-    found = [Tagged("database", str(n), *p) for n, c in dbs if (p := _parse(c))]
+    found = [Tagged("database", str(n), *p) for n, c, o in dbs if (p := _database_tag(c, o))]
     return found + [Tagged("role", str(n), *p) for n, c in roles if (p := _parse(c))]
 
 

@@ -107,3 +107,45 @@ def test_connection_errors_are_classified_without_the_password(postgres: Postgre
 
     with pytest.raises(engine.TransientError):
         engine.probe(engine.Server("127.0.0.1", free_port(), "nobody", "x-password-5678"))
+
+
+@pytest.mark.parametrize("strategy", ["Template", "Dump"])
+def test_a_database_born_owned_by_its_role_is_recognised_without_its_tag(rich_source: tuple[Postgres, str],
+                                                                          strategy: str) -> None:
+    """A crash between CREATE DATABASE and its tag (simulated: the tag removed) leaves a database the
+    finalizer and the reaper still know as the branch's, through its owner role."""
+    pg, src = rich_source
+    server = admin_server(pg)
+    uid = str(uuid.uuid4())
+    db, role = f"born_{uid[:8]}", f"born_{uid[:8]}_owner"
+    engine.create_owner_role(server, role, uid)
+    engine.clone_database(server, src, server, db, mode="Full", strategy=strategy,  # type: ignore[arg-type]
+                          uid=uid, owner=role)
+    with pg.connect() as conn:
+        owner = conn.execute("SELECT datdba::regrole::text FROM pg_database WHERE datname = %s", (db,)).fetchone()
+        assert owner == (role,)
+        conn.execute(f'COMMENT ON DATABASE "{db}" IS NULL')
+        assert engine.tags.database_uid(conn, db) == uid
+        login = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        assert login == (False,)  # no LOGIN until the credentials step gives it a password
+    assert ("database", db, uid) in {(t.kind, t.name, t.uid) for t in engine.find_tagged(server)}
+    engine.drop_branch(server, db, role, uid)
+    with pg.connect() as conn:
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is None
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None
+
+
+def test_an_untagged_database_of_someone_else_is_never_ours(rich_source: tuple[Postgres, str]) -> None:
+    pg, _ = rich_source
+    server = admin_server(pg)
+    db = f"theirs_{uuid.uuid4().hex[:8]}"
+    with pg.connect() as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    try:
+        with pg.connect() as conn:
+            assert engine.tags.database_uid(conn, db) is None
+        with pytest.raises(engine.NotOurs):
+            engine.drop_database(server, db, str(uuid.uuid4()))
+    finally:
+        with pg.connect() as conn:
+            conn.execute(f'DROP DATABASE "{db}"')

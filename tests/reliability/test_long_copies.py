@@ -1,0 +1,78 @@
+"""Quick work never queues behind long copies: with eight Full Dumps of the ~200 MB source under way
+(two copy slots, the rest waiting in the copy lane), a System branch and a deletion finish within a
+few times their time alone."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import pytest
+from faults import BIG_ROOT, DUMP, Recorder, assert_nothing_left, source_database, wait_copying
+
+from envbranch.testing.operator import OperatorProcess
+from envbranch.testing.processes import wait_until
+from envbranch.testing.scenario import Project
+
+LONG = [f"long-{i}" for i in range(8)]
+
+
+def _reason(project: Project, name: str) -> str | None:
+    conds = project.status(name).get("conditions") or []
+    return next((c.get("reason") for c in conds if c["type"] == "DatabaseReady"), None)
+
+
+def _copies(op: OperatorProcess, state: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=10) as resp:
+        lines = resp.read().decode().splitlines()
+    return next(float(line.split()[-1]) for line in lines if line.startswith(f'envbranch_copies{{state="{state}"}} '))
+
+
+def _branch_and_delete(project: Project, name: str) -> tuple[float, float]:
+    started = time.monotonic()
+    project.apply_env(name, {"source": BIG_ROOT, "mode": "System"})
+    project.wait_phase(name, "Active", timeout=300)
+    branched = time.monotonic() - started
+    started = time.monotonic()
+    project.delete_env(name)
+    project.wait_gone(name, timeout=300)
+    return branched, time.monotonic() - started
+
+
+@pytest.mark.reliability("copy lane: quick work beside eight long copies", "8 Full Dump branches of the ~200 MB "
+                         "source at once: at most 2 copy at a time (metric), the others say WaitingForCopySlot; "
+                         "meanwhile a System branch and its deletion take at most 3x + 3 s their time alone; "
+                         "deleting the 8 cancels queued and running copies and leaves nothing by name or tag")
+@pytest.mark.needs_local_operator  # reads the operator's metrics port
+def test_quick_work_beside_long_copies(big: Project, operator: OperatorProcess, record: Recorder) -> None:
+    _branch_and_delete(big, "quick-warm")
+    alone = _branch_and_delete(big, "quick-alone")
+    for name in LONG:
+        big.apply_env(name, {"source": BIG_ROOT, "mode": "Full", "database": DUMP})
+    uids = {name: big.uid(name) for name in LONG}
+    wait_copying(big.pg, source_database(big, BIG_ROOT))
+    wait_until(lambda: any(_reason(big, n) == "WaitingForCopySlot" for n in LONG), timeout=60,
+               what="a long copy to wait for a copy slot")
+    peak = [0.0]
+
+    def sample() -> None:
+        peak[0] = max(peak[0], _copies(operator, "running"))
+
+    sample()
+    busy = _branch_and_delete(big, "quick-busy")
+    sample()
+    waiting = sum(_reason(big, n) == "WaitingForCopySlot" for n in LONG)
+    record.number("System branch alone / beside 8 copies", f"{alone[0]:.2f} s / {busy[0]:.2f} s")
+    record.number("deletion alone / beside 8 copies", f"{alone[1]:.2f} s / {busy[1]:.2f} s")
+    record.number("copies running at most / waiting for a slot after", f"{peak[0]:.0f} / {waiting}")
+    assert busy[0] <= 3 * alone[0] + 3
+    assert busy[1] <= 3 * alone[1] + 3
+    assert 1 <= peak[0] <= 2
+    started = time.monotonic()
+    for name in LONG:
+        big.delete_env(name)
+    for name in LONG:
+        big.wait_gone(name, timeout=180)
+    record.number("delete 8 copying/queued → gone", f"{time.monotonic() - started:.1f} s")
+    for name in LONG:
+        assert_nothing_left(big, name, uids[name])
