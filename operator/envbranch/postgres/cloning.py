@@ -133,7 +133,7 @@ def _template(server: Server, source_db: str, target_db: str, method: str, uid: 
 
 # -- Dump --------------------------------------------------------------------------------------------
 def _env(server: Server, dbname: str, options: str) -> dict[str, str]:
-    return {**server.env(dbname), "PGOPTIONS": options}
+    return {**server.env(dbname), "PGOPTIONS": f"{server.session_options()} {options}"}
 
 
 class _SchemaSection:
@@ -145,7 +145,7 @@ class _SchemaSection:
         self.tools = find_client_tools(tools_major)
         self.proc = subprocess.Popen(
             [self.tools.path("pg_dump"), f"--section={section}", "--no-owner", "--no-privileges",
-             f"--snapshot={snapshot}", "--dbname", source_db],
+             f"--snapshot={snapshot}"],
             env=source.env(source_db), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.output: tuple[bytes, bytes] = (b"", b"")
         self.reader = threading.Thread(target=self._read, name=f"envbranch-{section}", daemon=True)
@@ -160,8 +160,7 @@ class _SchemaSection:
             raise subprocess.CalledProcessError(self.proc.returncode, [self.tools.path("pg_dump")],
                                                 stderr=self.output[1])
         restore = subprocess.run(
-            [self.tools.path("psql"), "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-             "--dbname", target_db],
+            [self.tools.path("psql"), "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "--single-transaction"],
             env=_env(target, target_db, INDEX_OPTIONS), input=self.output[0], capture_output=True, check=False)
         if restore.returncode != 0:
             raise subprocess.CalledProcessError(restore.returncode, [self.tools.path("psql")], stderr=restore.stderr)
@@ -195,6 +194,9 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
         # (or, once that is gone, the reaper) recognises as its own and may drop.
         create_tagged_database(conn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)), target_db, uid,
                                owner)
+    # Everything that writes into the branch runs as its role: code the source holds (CHECK
+    # constraints, generated columns, index expressions) never runs with the admin's rights.
+    branch = target.as_role(owner)
     # One REPEATABLE READ transaction exports the snapshot every reader shares, pg_dump included.
     with psycopg.connect(source.conninfo(source_db, timeouts=False)) as snap_conn:
         snap_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -203,17 +205,17 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
         progress("schema", 5)
         sections = [_SchemaSection(source, source_db, s, snapshot, tools_major) for s in ("pre-data", "post-data")]
         try:
-            sections[0].restore_into(target, target_db)
+            sections[0].restore_into(branch, target_db)
             if mode == "Full":
                 rows = snap_conn.execute(_TABLES).fetchall()
                 # A table whose columns are all generated has nothing to copy.
                 tables = [_Table(str(r[1]), str(r[2]), int(str(r[3])), [str(c) for c in r[4]])
                           for r in rows if r[4]]
-                _copy_tables(snap_conn, source, source_db, target, target_db, snapshot, _slices(tables), progress)
-                _copy_sequences(snap_conn, target, target_db)
-                _copy_large_objects(snap_conn, target, target_db)
+                _copy_tables(snap_conn, source, source_db, branch, target_db, snapshot, _slices(tables), progress)
+                _copy_sequences(snap_conn, branch, target_db)
+                _copy_large_objects(snap_conn, branch, target_db)
             progress("indexes", 90)
-            sections[1].restore_into(target, target_db)
+            sections[1].restore_into(branch, target_db)
         finally:
             for section in sections:
                 section.close()
@@ -297,10 +299,10 @@ def _copy_tables(snap_conn: psycopg.Connection[tuple[object, ...]], source: Serv
         set_snapshot = sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)).as_string(None)
         reader = subprocess.Popen(
             [*base, "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "-c", set_snapshot, "-c", copy_out,
-             "-c", "COMMIT", "--dbname", source_db],
+             "-c", "COMMIT"],
             env=source.env(source_db), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert reader.stdout is not None
-        writer = subprocess.run([*base, *load, "--dbname", target_db], env=_env(target, target_db, LOAD_OPTIONS),
+        writer = subprocess.run([*base, *load], env=_env(target, target_db, LOAD_OPTIONS),
                                 stdin=reader.stdout, capture_output=True, check=False)
         reader.stdout.close()
         reader_err = reader.stderr.read() if reader.stderr else b""

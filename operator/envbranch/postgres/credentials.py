@@ -73,8 +73,10 @@ def _relations(kinds: str, not_dependent: str = "'e'") -> str:
 
 
 def _routines(kinds: str) -> str:
+    # Routines an object made for itself (a range type's constructors) follow that object.
     return ("SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-            f"WHERE p.prokind IN ({kinds}) AND {_USER_SCHEMA} AND " + _NOT_EXTENSION.format(oid="p.oid"))
+            f"WHERE p.prokind IN ({kinds}) AND {_USER_SCHEMA} AND NOT EXISTS (SELECT 1 FROM pg_depend d "
+            "WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype IN ('e', 'i'))")
 
 
 def _named(catalog: str, name: str, namespace: str) -> str:
@@ -89,25 +91,35 @@ def _types(condition: str) -> str:
             "AND " + _NOT_EXTENSION.format(oid="t.oid"))
 
 
-_OBJECTS = {
-    "SCHEMA": f"SELECT quote_ident(nspname) FROM pg_namespace n WHERE {_USER_SCHEMA} "
-              "AND nspowner <> 'pg_database_owner'::regrole AND " + _NOT_EXTENSION.format(oid="n.oid"),
-    "TABLE": _relations("'r', 'p', 'f'"),
-    "VIEW": _relations("'v'"),
-    "MATERIALIZED VIEW": _relations("'m'"),
+_OBJECTS: list[tuple[str, str]] = [
+    ("SCHEMA", f"SELECT quote_ident(nspname) FROM pg_namespace n WHERE {_USER_SCHEMA} "
+               "AND nspowner <> 'pg_database_owner'::regrole AND " + _NOT_EXTENSION.format(oid="n.oid")),
+    ("TABLE", _relations("'r', 'p', 'f'")),
+    ("VIEW", _relations("'v'")),
+    ("MATERIALIZED VIEW", _relations("'m'")),
     # Sequences owned by a column (identity, serial) follow their table.
-    "SEQUENCE": _relations("'S'", not_dependent="'a', 'i', 'e'"),
-    "ROUTINE": _routines("'f', 'p', 'w'"),
-    "AGGREGATE": _routines("'a'"),
-    "DOMAIN": _types("t.typtype = 'd'"),
-    "TYPE": _types("t.typtype IN ('e', 'r') OR (t.typtype = 'c' AND c.relkind = 'c')"),
-    "COLLATION": _named("pg_collation", "collname", "collnamespace"),
-    "STATISTICS": _named("pg_statistic_ext", "stxname", "stxnamespace"),
-    "TEXT SEARCH CONFIGURATION": _named("pg_ts_config", "cfgname", "cfgnamespace"),
-    "TEXT SEARCH DICTIONARY": _named("pg_ts_dict", "dictname", "dictnamespace"),
-    "CONVERSION": _named("pg_conversion", "conname", "connamespace"),
-    "LARGE OBJECT": "SELECT oid::text FROM pg_largeobject_metadata",
-}
+    ("SEQUENCE", _relations("'S'", not_dependent="'a', 'i', 'e'")),
+    ("ROUTINE", _routines("'f', 'p', 'w'")),
+    ("AGGREGATE", _routines("'a'")),
+    ("DOMAIN", _types("t.typtype = 'd'")),
+    ("TYPE", _types("t.typtype IN ('e', 'r') OR (t.typtype = 'c' AND c.relkind = 'c')")),
+    # A multirange follows its range from PostgreSQL 16 on (and may not be altered alone); on 15 it
+    # is left behind and is handed over by itself.
+    ("TYPE", "SELECT format('%I.%I', n.nspname, t.typname) FROM pg_type t JOIN pg_namespace n ON n.oid = "
+             "t.typnamespace JOIN pg_range r ON r.rngmultitypid = t.oid JOIN pg_type rt ON rt.oid = r.rngtypid "
+             f"WHERE t.typowner <> rt.typowner AND {_USER_SCHEMA}"),
+    ("COLLATION", _named("pg_collation", "collname", "collnamespace")),
+    ("STATISTICS", _named("pg_statistic_ext", "stxname", "stxnamespace")),
+    ("TEXT SEARCH CONFIGURATION", _named("pg_ts_config", "cfgname", "cfgnamespace")),
+    ("TEXT SEARCH DICTIONARY", _named("pg_ts_dict", "dictname", "dictnamespace")),
+    ("CONVERSION", _named("pg_conversion", "conname", "connamespace")),
+    ("OPERATOR", "SELECT format('%I.%s(%s, %s)', n.nspname, o.oprname, coalesce(o.oprleft::regtype::text, "
+                 "'NONE'), coalesce(o.oprright::regtype::text, 'NONE')) FROM pg_operator o JOIN pg_namespace n "
+                 f"ON n.oid = o.oprnamespace WHERE {_USER_SCHEMA} AND " + _NOT_EXTENSION.format(oid="o.oid")),
+    # A publication FOR ALL TABLES can only be owned by a superuser: it stays with its owner.
+    ("PUBLICATION", "SELECT quote_ident(pubname) FROM pg_publication WHERE NOT puballtables"),
+    ("LARGE OBJECT", "SELECT oid::text FROM pg_largeobject_metadata"),
+]
 
 
 def grant_ownership(server: Server, dbname: str, role: str) -> int:
@@ -120,7 +132,7 @@ def grant_ownership(server: Server, dbname: str, role: str) -> int:
         conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
         conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(sql.Identifier(dbname), owner))
     with server.connect(dbname) as conn:
-        for keyword, query in _OBJECTS.items():
+        for keyword, query in _OBJECTS:
             for (name,) in conn.execute(query).fetchall():
                 # `name` is rendered by the server with quote_ident/format('%I')/regprocedure, i.e. an
                 # already-quoted identifier, not user text.

@@ -34,7 +34,7 @@ def schema_dump(server: Server, dbname: str) -> str:
     tools = find_client_tools(major)
     try:
         done = subprocess.run(
-            [tools.path("pg_dump"), "--schema-only", "--no-owner", "--no-privileges", "--dbname", dbname],
+            [tools.path("pg_dump"), "--schema-only", "--no-owner", "--no-privileges"],
             env=server.env(dbname), capture_output=True, check=True, timeout=600)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         raise classify(exc, (server.password,)) from None

@@ -48,6 +48,12 @@ CREATE STATISTICS billing.invoice_stats (dependencies) ON person_id, amount FROM
 CREATE TEXT SEARCH DICTIONARY billing.simple_dict (TEMPLATE = pg_catalog.simple);
 CREATE TEXT SEARCH CONFIGURATION billing.plain (COPY = pg_catalog.simple);
 CREATE CONVERSION billing.to_latin1 FOR 'UTF8' TO 'LATIN1' FROM utf8_to_iso8859_1;
+CREATE TYPE billing.price_band AS RANGE (subtype = numeric);
+CREATE TABLE billing.bands (id int PRIMARY KEY, band billing.price_band, bands billing.price_band_multirange);
+CREATE FUNCTION billing.same_cents(numeric, numeric) RETURNS boolean LANGUAGE sql IMMUTABLE
+    AS 'SELECT round($1, 2) = round($2, 2)';
+CREATE OPERATOR billing.=~= (LEFTARG = numeric, RIGHTARG = numeric, FUNCTION = billing.same_cents);
+CREATE PUBLICATION invoices_pub FOR TABLE billing.invoices;
 INSERT INTO people (email, name, mood, home, age)
     SELECT 'p' || i || '@x.org', 'person ' || i, (ARRAY['sad','ok','happy']::mood[])[1 + i % 3],
            ROW('street ' || i, 'city')::address, 1 + i % 90 FROM generate_series(1, 300) i;
@@ -58,12 +64,15 @@ INSERT INTO events (at, payload)
     SELECT date '2025-06-01' + i, jsonb_build_object('i', i) FROM generate_series(1, 400) i;
 INSERT INTO "MixedCase Table" SELECT generate_series(1, 10);
 INSERT INTO "café" VALUES ('crème'), ('brûlée');
+INSERT INTO billing.bands SELECT i, billing.price_band(i, i + 10),
+    billing.price_band_multirange(billing.price_band(i, i + 1), billing.price_band(i + 5, i + 6))
+    FROM generate_series(1, 50) i;
 SELECT nextval('ticket_numbers') FROM generate_series(1, 7);
 SELECT lo_from_bytea(424242, 'a large object'::bytea);
 REFRESH MATERIALIZED VIEW invoice_totals;
 """
 
-TABLES = ["people", "billing.invoices", "events_2025", "events_2026", '"MixedCase Table"', '"café"']
+TABLES = ["people", "billing.invoices", "events_2025", "events_2026", '"MixedCase Table"', '"café"', "billing.bands"]
 
 
 def admin_server(pg: Postgres) -> engine.Server:

@@ -57,9 +57,28 @@ def test_clone_keeps_the_schema_and_the_rows_the_mode_asks_for(rich_source: tupl
     server = admin_server(pg)
     dst = f"clone_{mode}_{strategy}".lower()
     seen: list[int] = []
+    # As the operator does it: the role first, the database born owned by it, then every object handed over.
+    uid = str(uuid.uuid4())
+    role = f"{dst}_owner"
+    engine.create_owner_role(server, role, uid)
     result = engine.clone_database(server, src, server, dst, mode=mode, strategy=strategy,  # type: ignore[arg-type]
-                                   uid=str(uuid.uuid4()), progress=lambda step, pct: seen.append(pct))
+                                   uid=uid, progress=lambda step, pct: seen.append(pct), owner=role)
     try:
+        engine.grant_ownership(server, dst, role)
+        with pg.connect(dst) as conn:
+            foreign = conn.execute(
+                "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE n.nspname IN ('public', 'billing') AND p.proowner <> %s::regrole "
+                "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype IN ('e', 'i')) "
+                "UNION ALL SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+                "WHERE n.nspname = 'billing' AND t.typowner <> %s::regrole "
+                "UNION ALL SELECT o.oprname FROM pg_operator o WHERE o.oprnamespace = 'billing'::regnamespace "
+                "AND o.oprowner <> %s::regrole "
+                "UNION ALL SELECT pubname FROM pg_publication WHERE pubowner <> %s::regrole",
+                (role, role, role, role)).fetchall()
+        # Range and multirange types, operator, publication; a range's constructors belong to the type
+        # (internal dependency) and are not handed over one by one: that is what failed every branch.
+        assert foreign == []
         assert result.strategy == expected and result.bytes > 0 and seen[-1] == 100
         assert schema_dump(pg, dst) == schema_dump(pg, src)
         if mode == "Full":
@@ -72,7 +91,7 @@ def test_clone_keeps_the_schema_and_the_rows_the_mode_asks_for(rich_source: tupl
             with pg.connect(dst) as conn:
                 assert conn.execute("SELECT nextval('ticket_numbers')").fetchone() == (1000,)
     finally:
-        engine.drop_database(server, dst)
+        engine.drop_branch(server, dst, role, uid)
 
 
 def test_busy_source_makes_template_wait_and_auto_fall_back(rich_source: tuple[Postgres, str]) -> None:
