@@ -2,7 +2,7 @@
 Full, Dump, random copy flags) while the operator is SIGKILLed every 15-35 s and PostgreSQL is restarted
 every 50-90 s; then everything is deleted and nothing may be left, by name, by tag or by owner.
 
-  ENVBRANCH_SOAK_SECONDS  how long the churn runs (default 45; the full soak is 300)
+  ENVBRANCH_SOAK_SECONDS  how long the churn runs (default 30; the full soak is 300)
   ENVBRANCH_SOAK_SEED     the seed of the actions and of the fault schedule (default: random; the seed
                           used is printed and recorded in the results table, so a failure can be replayed)
 """
@@ -28,7 +28,7 @@ from envbranch.testing.operator import OperatorProcess
 from envbranch.testing.processes import WaitTimeout, wait_until
 from envbranch.testing.scenario import Project
 
-SOAK_SECONDS = float(os.environ.get("ENVBRANCH_SOAK_SECONDS") or 45)
+SOAK_SECONDS = float(os.environ.get("ENVBRANCH_SOAK_SECONDS") or 30)
 NAMES = [f"c-{i:02d}" for i in range(16)]
 SPECS: list[dict[str, Any]] = [
     {"source": "production", "mode": "System"},
