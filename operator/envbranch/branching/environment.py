@@ -351,6 +351,7 @@ class EnvironmentRun:
         return db_status
 
     COPY_POLL_S = 2.0
+    COPY_INLINE_S = 1.0
 
     def clone(self, plan: Plan) -> dict[str, Any]:
         """Template copies and System (schema-only) dumps run here; a Full Dump goes to the copy lane
@@ -385,6 +386,8 @@ class EnvironmentRun:
             elif strategy == "Template":
                 return copy(strategy)  # refused with its reason
             job = copy_lane.LANE.submit(self.uid, lambda: copy("Dump"))
+            # A small copy is done within a moment: waiting that long here spares it a retry's delay.
+            job.finished.wait(self.COPY_INLINE_S)
         if not job.done:
             if job.state == "queued":
                 reason = "WaitingForCopySlot"
