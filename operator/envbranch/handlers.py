@@ -17,7 +17,6 @@ from envbranch.api import common
 from envbranch.api.environment import parse_ttl
 from envbranch.branching import database, environment, reaper, servers
 from envbranch.branching.errors import Transient, Waiting
-from envbranch.kube import events, resources
 
 _registry = kopf.OperatorRegistry()
 ENVIRONMENTS = (common.GROUP, common.VERSION, "environments")
@@ -101,16 +100,10 @@ async def expire_environment(body: kopf.Body, spec: kopf.Spec, stopped: kopf.Dae
         # `spec` is a live view: a ttl changed meanwhile counts from the next tick.
         return (created + parse_ttl(spec["ttl"]) - dt.datetime.now(dt.UTC)).total_seconds()
 
-    while remaining() > 0:
-        await stopped.wait(min(remaining(), 10))
-        if stopped:
+    while (left := remaining()) > 0:
+        if await stopped.wait(min(left, 10)):
             return
-    await asyncio.to_thread(expire, dict(body), str(spec["ttl"]))
-
-
-def expire(body: dict[str, Any], ttl: str) -> None:
-    events.emit(body, "Expired", f"ttl {ttl} has passed: deleting the environment")
-    resources.delete(resources.ENVIRONMENTS, body["metadata"]["namespace"], body["metadata"]["name"])
+    await asyncio.to_thread(environment.expire_environment, dict(body), str(spec["ttl"]))
 
 
 @kopf.on.probe(registry=_registry, id="executor")

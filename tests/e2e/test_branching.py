@@ -88,9 +88,7 @@ def test_no_copy_flags_copy_nothing(shop: Project) -> None:
 
 
 def test_metrics_report_branches_steps_bytes_rollbacks_and_phases(shop: Project, operator: object) -> None:
-    import urllib.request
-
-    from envbranch.testing.operator import ExternalOperator, OperatorProcess
+    from envbranch.testing.operator import ExternalOperator, OperatorProcess, scrape_metrics
 
     # Locally the operator's own port; against a cluster, a port-forward to the chart's metrics Service.
     assert isinstance(operator, OperatorProcess | ExternalOperator)
@@ -99,10 +97,7 @@ def test_metrics_report_branches_steps_bytes_rollbacks_and_phases(shop: Project,
     shop.apply_env("measured-fail", {"source": "production", "mode": "Full"},
                    annotations={"envbranch.io/inject-fault": "credentials"})
     shop.wait_stalled("measured-fail")
-    with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("envbranch_")}
+    samples = scrape_metrics(operator.metrics_port)
 
     def value(prefix: str) -> float:
         return sum(v for k, v in samples.items() if k.startswith(prefix))

@@ -5,12 +5,11 @@ few times their time alone."""
 from __future__ import annotations
 
 import time
-import urllib.request
 
 import pytest
 from faults import BIG_ROOT, DUMP, Recorder, assert_nothing_left, source_database, wait_copying
 
-from envbranch.testing.operator import OperatorProcess
+from envbranch.testing.operator import OperatorProcess, scrape_metrics
 from envbranch.testing.processes import wait_until
 from envbranch.testing.scenario import Project
 
@@ -23,9 +22,7 @@ def _reason(project: Project, name: str) -> str | None:
 
 
 def _copies(op: OperatorProcess, state: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=10) as resp:
-        lines = resp.read().decode().splitlines()
-    return next(float(line.split()[-1]) for line in lines if line.startswith(f'envbranch_copies{{state="{state}"}} '))
+    return scrape_metrics(op.metrics_port)[f'envbranch_copies{{state="{state}"}}']
 
 
 def _branch_and_delete(project: Project, name: str) -> tuple[float, float]:

@@ -12,17 +12,17 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
-from faults import Recorder
+from faults import Recorder, unpause
 from kubernetes import client, config
 from psycopg import sql
 
 from envbranch.api.common import GROUP, VERSION
+from envbranch.testing.admission import environment_body
 from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.operator import OPERATOR_USER, OperatorProcess, local_operator
+from envbranch.testing.operator import OPERATOR_USER, OperatorProcess, local_operator, scrape_metrics
 from envbranch.testing.postgres import Postgres
 from envbranch.testing.processes import wait_until
 from envbranch.testing.scenario import Project
@@ -40,17 +40,16 @@ class Cluster:
 
     def __init__(self, cp: ControlPlane, api: client.ApiClient, pg: Postgres, work: Path) -> None:
         self.cp, self.api, self.pg, self.work = cp, api, pg, work
-        self._first: OperatorProcess | None = local_operator(cp, api, work / "operator-0.log", env=OPERATOR_ENV)
         self.started = 0
 
     def operator(self, *args: str) -> OperatorProcess:
         """A new operator process (the first one also installs CRDs and the operator's RBAC)."""
+        log = self.work / f"operator-{self.started}.log"
+        if self.started == 0:
+            op = local_operator(self.cp, self.api, log, env=OPERATOR_ENV, args=args)
+        else:
+            op = OperatorProcess(self.cp.kubeconfig_for(OPERATOR_USER), log, env=OPERATOR_ENV, args=args)
         self.started += 1
-        op = self._first or OperatorProcess(self.cp.kubeconfig_for(OPERATOR_USER),
-                                            self.work / f"operator-{self.started}.log", env=OPERATOR_ENV)
-        self._first = None
-        op.args = args
-        op._choose_ports()
         op.start()
         return op
 
@@ -77,10 +76,7 @@ def _healthz(op: OperatorProcess) -> int:
 
 
 def _metric(op: OperatorProcess, name: str, state: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    wanted = f'{name}{{state="{state}"}} '
-    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted))
+    return scrape_metrics(op.metrics_port)[f'{name}{{state="{state}"}}']
 
 
 @pytest.mark.reliability("liveness: wedged executor", "an operator with --concurrency 2 --stall-timeout 5 whose two "
@@ -105,8 +101,7 @@ def test_wedged_executor_fails_healthz(cluster: Cluster, record: Recorder) -> No
                    what="/healthz to fail once the executor made no progress for 5 s")
         record.number("held → /healthz 500", f"{time.monotonic() - started:.1f} s")
         for name in names:
-            proj.custom.patch_namespaced_custom_object(GROUP, VERSION, proj.namespace, "environments", name, {
-                "metadata": {"annotations": {"envbranch.io/inject-pause": None}}})
+            unpause(proj, name)
         for name in names:
             proj.wait_phase(name, "Active", timeout=60)
         wait_until(lambda: _healthz(op) == 200, timeout=30, interval=1, what="/healthz to recover")
@@ -123,10 +118,6 @@ def _adoptable(pg: Postgres, dbname: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     with pg.connect(dbname, role=pg.admin) as conn:
         conn.execute("CREATE TABLE item (id bigint PRIMARY KEY, name text NOT NULL)")
-
-
-def _env_body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Environment", "metadata": {"name": name}, "spec": spec}
 
 
 def _threads_and_rss(op: OperatorProcess) -> tuple[int, int]:
@@ -186,7 +177,7 @@ def test_three_hundred_ttl_environments(cluster: Cluster, record: Recorder) -> N
             db = f"scale_{proj.namespace.replace('-', '_')}"
             _adoptable(cluster.pg, db)
             proj.create_namespace(f"{proj.namespace}-app")
-            manifests = [_env_body(f"e{j:02d}", {
+            manifests = [environment_body(f"e{j:02d}", {
                 "namespace": f"{proj.namespace}-app", "database": {"serverRef": "main", "name": db},
                 "ttl": f"{SHORT_TTL_S}s" if j < SHORT_PER_PROJECT else "72h"}) for j in range(PER_PROJECT)]
             for body in manifests:

@@ -10,7 +10,6 @@ database is ours by its owner role and tag, so it is dropped first).
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -19,8 +18,6 @@ from typing import Any, Literal
 
 from envbranch import settings
 from envbranch.branching.errors import Cancelled
-
-log = logging.getLogger(__name__)
 
 State = Literal["queued", "running", "done"]
 
@@ -32,7 +29,6 @@ class CopyJob:
     state: State = "queued"
     result: dict[str, Any] | None = None
     error: BaseException | None = None
-    cancelled: bool = False
     finished: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -79,13 +75,12 @@ class CopyLane:
             self._jobs.pop(key, None)
 
     def cancel(self, key: str) -> CopyJob | None:
-        """Mark the job cancelled; a queued job ends at once, a running one when its copy is cut off
-        (the caller drops the database it writes into)."""
+        """A queued job ends at once; a running one ends when its copy is cut off (the caller drops
+        the database it writes into)."""
         with self._lock:
             job = self._jobs.get(key)
             if job is None:
                 return None
-            job.cancelled = True
             if job.state == "queued":
                 job.state = "done"
                 job.error = Cancelled()

@@ -78,8 +78,8 @@ def _result(result: engine.CloneResult) -> dict[str, Any]:
 
 
 def clone(project: str, *, source_server: str, source_database: str, server: str, database: str, mode: str,
-          strategy: str, uid: str, progress: Callable[[str, int], None], owner: str | None = None
-          ) -> dict[str, Any]:
+          strategy: str, uid: str, progress: Callable[[str, int], None], owner: str | None = None,
+          dump: bool = True) -> dict[str, Any]:
     source = server_info(project, source_server)
     target = source if server == source_server else server_info(project, server)
     with target.connect() as conn:
@@ -91,13 +91,8 @@ def clone(project: str, *, source_server: str, source_database: str, server: str
             engine.drop_database(target, database, uid)
     result = engine.clone_database(source, source_database, target, database, mode=mode,  # type: ignore[arg-type]
                                    strategy=strategy, uid=uid, progress=progress,  # type: ignore[arg-type]
-                                   owner=owner)
+                                   owner=owner, dump=dump)
     return _result(result)
-
-
-def template_possible(project: str, source_server: str, server: str) -> bool:
-    """A template copy needs the source on the same PostgreSQL server as the branch."""
-    return server == source_server or server_info(project, source_server).same_server(server_info(project, server))
 
 
 def create_empty(project: str, server: str, database: str, uid: str, owner: str | None = None) -> dict[str, Any]:

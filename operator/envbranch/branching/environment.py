@@ -272,8 +272,7 @@ class EnvironmentRun:
                 continue
             self.cancelled = True
             if not plan.adopt_database:
-                with contextlib.suppress(Exception):  # not there yet, or not ours: nothing to cut off
-                    database.drop_database(self.project, plan.server_name, plan.database, self.uid)
+                cut_off_copy(self.project, plan.server_name, plan.database, self.uid)
             return
 
     def raise_if_deleted(self) -> None:
@@ -368,24 +367,18 @@ class EnvironmentRun:
                     last[0] = time.monotonic()
                     self.progress("database", 20 + percent * 60 // 100)
 
-            def copy(with_strategy: str) -> dict[str, Any]:
+            def copy(with_strategy: str, dump: bool = True) -> dict[str, Any]:
                 assert plan.source_server and plan.source_database and self.spec.mode
                 return database.clone(self.project, source_server=plan.source_server,
                                       source_database=plan.source_database, server=plan.server_name,
                                       database=plan.database, mode=self.spec.mode, strategy=with_strategy,
-                                      uid=self.uid, progress=report, owner=plan.role)
+                                      uid=self.uid, progress=report, owner=plan.role, dump=dump)
 
-            if self.spec.mode == "System":
-                return copy(strategy)
-            if strategy != "Dump" and database.template_possible(self.project, plan.source_server, plan.server_name):
-                try:
-                    return copy("Template")
-                except engine.EngineError as exc:
-                    if strategy == "Template" or not engine.template_can_fall_back(exc):
-                        raise
-            elif strategy == "Template":
-                return copy(strategy)  # refused with its reason
-            job = copy_lane.LANE.submit(self.uid, lambda: copy("Dump"))
+            try:
+                # A schema-only Dump is short: only a Full one goes to the lane.
+                return copy(strategy, dump=self.spec.mode == "System")
+            except engine.DumpNeeded:
+                job = copy_lane.LANE.submit(self.uid, lambda: copy("Dump"))
             # A small copy is done within a moment: waiting that long here spares it a retry's delay.
             job.finished.wait(self.COPY_INLINE_S)
         if not job.done:
@@ -625,6 +618,18 @@ def reconcile_environment(body: dict[str, Any], retry: int) -> None:
     run.branch(retry)
 
 
+def cut_off_copy(project: str, server: str, name: str, uid: str) -> None:
+    """Drop the branch database a copy writes into, which ends the copy with an error."""
+    with contextlib.suppress(Exception):  # not there yet, or not ours: nothing to cut off
+        database.drop_database(project, server, name, uid)
+
+
+def expire_environment(body: dict[str, Any], ttl: str) -> None:
+    """The ttl has passed: delete the Environment (its finalizer removes what it made)."""
+    events.emit(body, "Expired", f"ttl {ttl} has passed: deleting the environment")
+    resources.delete(resources.ENVIRONMENTS, body["metadata"]["namespace"], body["metadata"]["name"])
+
+
 def stop_copy(run: EnvironmentRun) -> None:
     """A copy still in the lane is cut off (its branch database dropped, tagged ours) and waited for:
     the removal below must not race a copy that is still writing."""
@@ -635,8 +640,7 @@ def stop_copy(run: EnvironmentRun) -> None:
         run.event("Cancelled", "the Environment is being deleted: the copy under way is stopped")
         for entry in entries(run.status):
             if entry.kind == "Database" and entry.server:
-                with contextlib.suppress(Exception):  # not there yet, or not ours: nothing to cut off
-                    database.drop_database(run.project, entry.server, entry.name, run.uid)
+                cut_off_copy(run.project, entry.server, entry.name, run.uid)
         if not job.finished.wait(5):
             raise Waiting("StoppingCopy", "waiting for the copy under way to stop", 1)
     copy_lane.LANE.forget(run.uid)

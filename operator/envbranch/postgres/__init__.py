@@ -1,14 +1,7 @@
 """The PostgreSQL half of envbranch: names, probes, clone strategies, credentials, tags, cleanup.
 It knows nothing of Kubernetes."""
 
-from envbranch.postgres.cloning import (
-    CloneResult,
-    Mode,
-    Strategy,
-    clone_database,
-    create_empty_database,
-    template_can_fall_back,
-)
+from envbranch.postgres.cloning import CloneResult, Mode, Strategy, clone_database, create_empty_database
 from envbranch.postgres.credentials import (
     create_branch_role,
     create_owner_role,
@@ -16,16 +9,24 @@ from envbranch.postgres.credentials import (
     new_password,
     public_can_connect,
 )
-from envbranch.postgres.errors import EngineError, NotOurs, PermanentError, SourceBusy, TransientError, classify
+from envbranch.postgres.errors import (
+    DumpNeeded,
+    EngineError,
+    NotOurs,
+    PermanentError,
+    SourceBusy,
+    TransientError,
+    classify,
+)
 from envbranch.postgres.names import branch_database_name, branch_role_name
 from envbranch.postgres.probe import Capabilities, probe
 from envbranch.postgres.server import Server
 from envbranch.postgres.tags import Tagged, drop_branch, drop_database, drop_role, find_tagged, set_cluster, untag
 
 __all__ = [
-    "Capabilities", "CloneResult", "EngineError", "Mode", "NotOurs", "PermanentError", "Server", "SourceBusy",
-    "Strategy", "Tagged", "TransientError", "branch_database_name", "branch_role_name", "classify",
+    "Capabilities", "CloneResult", "DumpNeeded", "EngineError", "Mode", "NotOurs", "PermanentError", "Server",
+    "SourceBusy", "Strategy", "Tagged", "TransientError", "branch_database_name", "branch_role_name", "classify",
     "clone_database", "create_branch_role", "create_empty_database", "create_owner_role", "drop_branch",
     "drop_database", "drop_role", "find_tagged", "grant_ownership", "new_password", "probe", "public_can_connect",
-    "set_cluster", "template_can_fall_back", "untag",
+    "set_cluster", "untag",
 ]

@@ -26,7 +26,7 @@ from typing import Literal
 import psycopg
 from psycopg import sql
 
-from envbranch.postgres.errors import EngineError, PermanentError, SourceBusy, classify
+from envbranch.postgres.errors import DumpNeeded, EngineError, PermanentError, SourceBusy, classify
 from envbranch.postgres.probe import clone_supported
 from envbranch.postgres.server import Server
 from envbranch.postgres.tags import create_tagged_database, database_exists, drop_database, tag_database
@@ -74,10 +74,11 @@ def _size(conn: psycopg.Connection[tuple[object, ...]], dbname: str) -> int:
 def clone_database(source: Server, source_db: str, target: Server, target_db: str, *, mode: Mode,
                    strategy: Strategy, uid: str, progress: Progress = _noop,
                    template_strategy: Literal["FILE_COPY", "WAL_LOG"] = "FILE_COPY",
-                   owner: str | None = None) -> CloneResult:
+                   owner: str | None = None, dump: bool = True) -> CloneResult:
     """Clone `source_db` into a new `target_db` tagged with `uid` (and owned from its creation by
     `owner`, a role tagged with `uid`). On any failure the partial database is dropped before the
-    error propagates."""
+    error propagates. With `dump=False`, DumpNeeded is raised where the Dump path would be taken,
+    before anything is created: the caller runs `strategy="Dump"` where long work belongs."""
     start = time.monotonic()
     with target.connect() as conn:
         if database_exists(conn, target_db):
@@ -92,16 +93,20 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
                 _template(target, source_db, target_db, template_strategy, uid, owner)
                 chosen = "Template"
             except (SourceBusy, PermanentError) as exc:
-                if strategy == "Template" or not template_can_fall_back(exc):
+                if strategy == "Template" or not _template_can_fall_back(exc):
                     raise
                 chosen = "Dump"
         else:
             chosen = "Dump"
         if chosen == "Dump":
+            if not dump:
+                raise DumpNeeded()
             _dump(source, source_db, target, target_db, mode, progress, uid, owner)
         with target.connect() as conn:
             tag_database(conn, target_db, uid)
             size = _size(conn, target_db)
+    except DumpNeeded:
+        raise
     except BaseException as exc:
         _drop_quietly(target, target_db, uid)
         if isinstance(exc, EngineError) or not isinstance(exc, Exception):
@@ -111,7 +116,7 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
     return CloneResult(chosen, size, round(time.monotonic() - start, 3))
 
 
-def template_can_fall_back(exc: EngineError) -> bool:
+def _template_can_fall_back(exc: EngineError) -> bool:
     # Busy source, or an admin that may not use the source as a template: Dump can still work.
     return isinstance(exc, SourceBusy) or exc.sqlstate == "42501"
 

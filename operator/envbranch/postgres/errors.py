@@ -56,6 +56,10 @@ class NotOurs(PermanentError):
     """The database or role exists but carries another Environment's tag (or none): never dropped."""
 
 
+class DumpNeeded(Exception):
+    """The clone would take the Dump path, and the caller asked to run that elsewhere (the copy lane)."""
+
+
 class SourceBusy(TransientError):
     """The template source has other sessions (SQLSTATE 55006)."""
 

@@ -74,8 +74,16 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def scrape_metrics(port: int) -> dict[str, float]:
+    """The operator's envbranch_* samples, keyed by name and labels as Prometheus prints them."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("envbranch_")}
+
+
 def local_operator(cp: ControlPlane, api: client.ApiClient, log_path: Path,
-                   env: dict[str, str] | None = None) -> OperatorProcess:
+                   env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> OperatorProcess:
     """The CRDs and the chart's operator ClusterRole installed on `cp`, and an operator process (not
     yet started) authenticating as a user bound only to that role: a missing permission fails the
     suite, and the role lists nothing the suite does not need."""
@@ -86,7 +94,7 @@ def local_operator(cp: ControlPlane, api: client.ApiClient, log_path: Path,
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "envbranch-operator"},
         "subjects": [{"kind": "User", "name": OPERATOR_USER, "apiGroup": "rbac.authorization.k8s.io"}]})
     return OperatorProcess(cp.kubeconfig_for(OPERATOR_USER), log_path,
-                           env=E2E_OPERATOR_ENV if env is None else env)
+                           env=E2E_OPERATOR_ENV if env is None else env, args=args)
 
 
 def _answers(url: str) -> bool:
