@@ -39,6 +39,7 @@ class Cluster:
     def adopt_root(self, name: str, dbname: str, namespace: str | None = None) -> None:
         namespace = namespace or f"{PROJECT}-{name}"
         self.project.create_namespace(namespace)
+        self.project.allow_adoption(dbname)
         self.project.apply_env(name, {"namespace": namespace, "database": {"serverRef": "main", "name": dbname}})
         self.project.wait_phase(name, "Active", timeout=300)
 
@@ -183,6 +184,7 @@ def many_environments(c: Cluster, dbname: str, n: int, idle_seconds: float) -> d
     RSS and the API writes during `idle_seconds` of nothing to do."""
     start = time.perf_counter()
     names = [f"idle-{i}" for i in range(n)]
+    c.project.allow_adoption(dbname)
     for name in names:
         c.project.create_namespace(f"{PROJECT}-{name}")
         c.project.apply_env(name, {"namespace": f"{PROJECT}-{name}", "ttl": "72h",

@@ -58,6 +58,7 @@ def create_big_database(pg: Postgres, dbname: str, *, tables: int = 4, rows: int
 
 def adopt_root(project: Project, name: str, dbname: str, server: str = "main") -> dict[str, Any]:
     """A root Environment adopting an existing database (its namespace is created for it)."""
+    project.allow_adoption(dbname, server)
     project.apply_env(name, {"database": {"serverRef": server, "name": dbname}})
     return project.wait_phase(name, "Active")
 

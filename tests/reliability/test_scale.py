@@ -160,6 +160,7 @@ def test_three_hundred_ttl_environments(cluster: Cluster, record: Recorder) -> N
         probe_proj.wait_server_ready()
         dbname = f"quick_{uuid.uuid4().hex[:6]}"
         _adoptable(cluster.pg, dbname)
+        probe_proj.allow_adoption(dbname)
         probe_proj.create_namespace(f"{probe_proj.namespace}-app")
         probe_proj.apply_env("prod", {"namespace": f"{probe_proj.namespace}-app",
                                       "database": {"serverRef": "main", "name": dbname}})
@@ -176,6 +177,7 @@ def test_three_hundred_ttl_environments(cluster: Cluster, record: Recorder) -> N
         for i, proj in enumerate(projects):
             db = f"scale_{proj.namespace.replace('-', '_')}"
             _adoptable(cluster.pg, db)
+            proj.allow_adoption(db)
             proj.create_namespace(f"{proj.namespace}-app")
             manifests = [environment_body(f"e{j:02d}", {
                 "namespace": f"{proj.namespace}-app", "database": {"serverRef": "main", "name": db},

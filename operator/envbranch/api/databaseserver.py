@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -25,6 +25,10 @@ class DatabaseServerSpec(Model):
                                            "(superuser is neither needed nor wanted).")
     maintenance_database: str = Field(default="postgres", max_length=63,
                                       description="Database the operator connects to for administration.")
+    adoptable_databases: list[Annotated[str, Field(min_length=1, max_length=63)]] | None = Field(
+        default=None, max_length=256, json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Existing databases a root Environment may adopt (spec.database.name). Nothing else on "
+        "this server can be adopted; only those who may edit DatabaseServers (project owners) list them.")
 
 
 class DatabaseServerStatus(Model):

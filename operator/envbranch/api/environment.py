@@ -155,6 +155,8 @@ class EnvironmentStatus(Model):
     conditions: list[Condition] | None = Field(
         default=None, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
     parent: str | None = None
+    parent_uid: str | None = Field(default=None, description="UID of the source Environment when first seen: "
+                                   "another object under that name later is refused (SourceReplaced).")
     branch_mode: str | None = None
     branched_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     namespace: str | None = None

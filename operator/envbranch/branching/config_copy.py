@@ -34,7 +34,7 @@ NEVER_COPIED = "auth-providers"
 KINDS: tuple[Kind, ...] = ("ConfigMap", "Secret")
 
 # GitOps tools own these on the source; on a copy they would make Argo CD prune or claim it.
-_DROPPED_LABELS = {"app.kubernetes.io/instance", ENVIRONMENT_LABEL, PROVIDER_ID, COPIED_FROM_ID}
+_DROPPED_LABELS = {"app.kubernetes.io/instance", ENVIRONMENT_LABEL, "envbranch.io/uid", PROVIDER_ID, COPIED_FROM_ID}
 _DROPPED_ANNOTATIONS = {"kubectl.kubernetes.io/last-applied-configuration", COPIED_FROM}
 _DROPPED_PREFIXES = ("argocd.argoproj.io/",)
 
@@ -68,13 +68,14 @@ def portable_body(source: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def copy_body(kind: Kind, source: dict[str, Any], environment: str, category: str,
+def copy_body(kind: Kind, source: dict[str, Any], owner_labels: dict[str, str], category: str,
               new_value: Callable[[], str] = fresh_secret_value) -> tuple[dict[str, Any], list[str]]:
-    """The copy of one ConfigMap/Secret for `environment`, and the Secret keys given fresh values."""
+    """The copy of one ConfigMap/Secret, labelled as the branch's (`owner_labels`), and the Secret keys
+    given fresh values."""
     meta = source["metadata"]
     body = portable_body(source)
     labels, annotations = body["metadata"]["labels"], body["metadata"]["annotations"]
-    labels[ENVIRONMENT_LABEL] = environment
+    labels.update(owner_labels)
     annotations[COPIED_FROM] = f"{meta['namespace']}/{meta['name']}"
     if category == "file-providers":
         old_id = (meta.get("labels") or {}).get(PROVIDER_ID)

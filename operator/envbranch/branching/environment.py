@@ -110,6 +110,19 @@ class EnvironmentRun:
     def event(self, reason: str, message: str, warning: bool = False) -> None:
         events.emit(self.body, reason, message, warning=warning)
 
+    @property
+    def labels(self) -> dict[str, str]:
+        """On everything this environment writes into a namespace: its name, and its UID to match by."""
+        return {common.LABEL_ENVIRONMENT: self.name, common.LABEL_UID: self.uid}
+
+    def owns(self, obj: dict[str, Any] | None) -> bool:
+        """A ConfigMap or Secret is ours by UID label. Objects written before UIDs were labelled are
+        matched by name, but only in a namespace this environment made itself (never an adopted one)."""
+        labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+        if common.LABEL_UID in labels:
+            return bool(labels[common.LABEL_UID] == self.uid)
+        return obj is not None and not self.spec.namespace and labels.get(common.LABEL_ENVIRONMENT) == self.name
+
     def record(self, entry: Entry) -> None:
         inventory = with_entry(self.status, entry)
         if inventory is not None:
@@ -130,6 +143,7 @@ class EnvironmentRun:
             if parent is None:
                 raise Waiting("SourceNotFound", f"waiting for source Environment {spec.source!r} "
                               f"to exist in namespace {self.project}", settings.current.source_wait)
+            self.pin_parent(parent)
             pstatus = parent.get("status") or {}
             if pstatus.get("phase") != common.PHASE_ACTIVE:
                 raise Waiting("SourceNotReady", f"waiting for source Environment {spec.source!r} to be Active "
@@ -149,14 +163,24 @@ class EnvironmentRun:
                           "Kubernetes allows 63: shorten the project or environment name")
         if len(credentials_secret_name(self.name)) > 253:
             raise Invalid("NameTooLong", "the environment name is too long for its credentials Secret")
-        self.require_server_ready(server_name)
+        server = self.require_server_ready(server_name)
         adopt_db = bool(db_spec and db_spec.name)
-        dbname = db_spec.name if db_spec and db_spec.name else database.branch_database_name(self.project, self.name)
+        if db_spec and db_spec.name:
+            self.check_adoptable(server, db_spec.name)
+        if db_spec and db_spec.name:
+            dbname, role = db_spec.name, None
+        else:
+            dbname = self.named("Database", server_name) or database.branch_database_name(self.project, self.name)
+            role = self.named("Role", server_name) or database.branch_role_name(self.project, self.name)
         return Plan(
             namespace=ns, adopt_namespace=bool(spec.namespace), server_name=server_name, database=dbname,
-            adopt_database=adopt_db,
-            role=None if adopt_db else database.branch_role_name(self.project, self.name),
+            adopt_database=adopt_db, role=role,
             parent=parent, source_server=source_server, source_database=source_database)
+
+    def named(self, kind: str, server: str) -> str | None:
+        """The name already recorded for this environment's database or role: names chosen under an
+        earlier naming scheme stay what they are."""
+        return next((e.name for e in entries(self.status) if e.kind == kind and e.server == server), None)
 
     def check_display_name(self) -> None:
         wanted = self.spec.display_name
@@ -175,7 +199,26 @@ class EnvironmentRun:
                           f"{self.project} has {len(servers)} DatabaseServers")
         return str(servers[0]["metadata"]["name"])
 
-    def require_server_ready(self, server_name: str) -> None:
+    def pin_parent(self, parent: dict[str, Any]) -> None:
+        """The source is the object first seen under its name: a source deleted and recreated (say as
+        a root adopting someone else's namespace) is never copied from."""
+        parent_uid = parent["metadata"]["uid"]
+        pinned = self.status.get("parentUid")
+        if pinned is None:
+            self.write(parentUid=parent_uid)
+        elif pinned != parent_uid:
+            raise Invalid("SourceReplaced", f"source Environment {self.spec.source!r} was deleted and recreated "
+                          f"(UID {pinned} is now {parent_uid}): nothing is copied from the new object; "
+                          "delete this branch and create it again to branch from it")
+
+    def check_adoptable(self, server: dict[str, Any], name: str) -> None:
+        listed = (server.get("spec") or {}).get("adoptableDatabases") or []
+        if name not in listed:
+            raise Invalid("AdoptionNotAllowed", f"database {name!r} is not in spec.adoptableDatabases of "
+                          f"DatabaseServer {server['metadata']['name']!r}: a project owner lists the databases "
+                          "a root may adopt")
+
+    def require_server_ready(self, server_name: str) -> dict[str, Any]:
         server = resources.get(resources.DATABASESERVERS, self.project, server_name)
         if server is None:
             raise Waiting("ServerNotFound", f"waiting for DatabaseServer {server_name!r} in namespace "
@@ -186,6 +229,7 @@ class EnvironmentRun:
             why = ready.get("message") if ready else "not probed yet"
             raise Waiting("ServerNotReady", f"waiting for DatabaseServer {server_name!r} to be Ready: {why}",
                           settings.current.source_wait)
+        return server
 
     # -- steps 3-6 -------------------------------------------------------------------------------
     def inject_fault(self, step: str) -> None:
@@ -307,10 +351,12 @@ class EnvironmentRun:
         data = {"project": self.project, "environment": self.name, "parent": self.spec.source or "",
                 "mode": self.spec.mode or "", "databaseHost": server.host, "databasePort": str(server.port),
                 "databaseName": plan.database, "credentialsSecret": credentials_secret_name(self.name)}
-        body = {"metadata": {"name": REGISTRATION_CONFIGMAP, "labels": {common.LABEL_ENVIRONMENT: self.name}},
-                "data": data}
+        body = {"metadata": {"name": REGISTRATION_CONFIGMAP, "labels": self.labels}, "data": data}
         self.record(Entry("ConfigMap", REGISTRATION_CONFIGMAP, namespace=plan.namespace))
         if not configuration.create("ConfigMap", plan.namespace, body):
+            if not self.owns(configuration.read("ConfigMap", plan.namespace, REGISTRATION_CONFIGMAP)):
+                raise StepFailed("credentials", "ConfigConflict", f"ConfigMap {REGISTRATION_CONFIGMAP} already "
+                                 f"exists in {plan.namespace} and is not this environment's")
             configuration.replace("ConfigMap", plan.namespace, REGISTRATION_CONFIGMAP, body)
 
     def step_database(self, plan: Plan) -> dict[str, Any]:
@@ -402,14 +448,13 @@ class EnvironmentRun:
         self.record(Entry("Role", plan.role, server=plan.server_name))
         self.record(Entry("Secret", secret_name, namespace=plan.namespace))
         existing = configuration.read("Secret", plan.namespace, secret_name)
-        if existing is not None and ((existing.get("metadata") or {}).get("labels") or {}).get(
-                common.LABEL_ENVIRONMENT) != self.name:
+        if existing is not None and not self.owns(existing):
             raise StepFailed("credentials", "SecretConflict", f"Secret {secret_name} already exists in "
                              f"{plan.namespace} and is not this environment's")
         if existing is None or not database.role_exists(self.project, plan.server_name, plan.role):
             password = database.create_role(self.project, plan.server_name, plan.database, plan.role, self.uid)
             body = database.credentials_secret(secret_name, server, plan.database, plan.role, password,
-                                               labels={common.LABEL_ENVIRONMENT: self.name})
+                                               labels=self.labels)
             if not configuration.create("Secret", plan.namespace, body):
                 # Ours (checked above) from an attempt that stopped before the role was made.
                 configuration.replace("Secret", plan.namespace, secret_name, body)
@@ -429,13 +474,11 @@ class EnvironmentRun:
             name = obj["metadata"]["name"]
             self.inject_fault(f"configuration/{category}")
             self.record(Entry(kind, name, namespace=plan.namespace))
-            body, rotated = config_copy.copy_body(kind, obj, self.name, category)
-            if not configuration.create(kind, plan.namespace, body):
-                current = configuration.read(kind, plan.namespace, name) or {}
-                labels = (current.get("metadata") or {}).get("labels") or {}
-                if labels.get(common.LABEL_ENVIRONMENT) != self.name:
-                    raise StepFailed("configuration", "ConfigConflict",
-                                     f"{kind} {name} already exists in {plan.namespace} and is not a copy")
+            body, rotated = config_copy.copy_body(kind, obj, self.labels, category)
+            if not configuration.create(kind, plan.namespace, body) and \
+                    not self.owns(configuration.read(kind, plan.namespace, name)):
+                raise StepFailed("configuration", "ConfigConflict",
+                                 f"{kind} {name} already exists in {plan.namespace} and is not a copy")
             flag = config_copy.CATEGORY_FLAGS[category]
             report.copied[flag] = report.copied.get(flag, 0) + 1
             if rotated:
@@ -462,6 +505,9 @@ class EnvironmentRun:
                            (common.CONDITION_SOURCE_READY, False, wait.reason, wait.message))
             raise
         except Invalid as bad:
+            if self.status.get("inventory"):  # e.g. the source replaced after a partial attempt
+                self.fail_and_roll_back("validate", bad.reason, bad.message)
+                return
             self.event(bad.reason, bad.message, warning=True)
             self.set_phase(common.PHASE_FAILED, bad.reason, bad.message, observedGeneration=self.generation)
             return
@@ -574,9 +620,7 @@ def remove_entry(run: EnvironmentRun, entry: Entry) -> None:
     elif entry.kind in ("ConfigMap", "Secret"):
         assert entry.namespace
         kind: configuration.Kind = "ConfigMap" if entry.kind == "ConfigMap" else "Secret"
-        obj = configuration.read(kind, entry.namespace, entry.name)
-        labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
-        if obj is not None and labels.get(common.LABEL_ENVIRONMENT) == run.name:
+        if run.owns(configuration.read(kind, entry.namespace, entry.name)):
             configuration.delete(kind, entry.namespace, entry.name)
             database.wait_for(lambda: configuration.gone(kind, entry.namespace or "", entry.name),
                               f"{entry.describe()} to go")

@@ -3,6 +3,7 @@ Messages name what to fix and never carry a password."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import psycopg
@@ -64,10 +65,22 @@ class SourceBusy(TransientError):
     """The template source has other sessions (SQLSTATE 55006)."""
 
 
+# Lines of server messages that quote table rows: "DETAIL:  Failing row contains (…)", "DETAIL:  Key
+# (email)=(…) already exists.", "CONTEXT:  COPY t, line 3: "…"". Row data never reaches a condition.
+_ROW_DATA = (
+    (re.compile(r"(Failing row contains).*"), r"\1 (row data removed)"),
+    (re.compile(r"(Key \(.*?\))=\(.*"), r"\1=(row data removed)"),
+    (re.compile(r"(COPY [^,]+, line \d+)(, column [^:]+)?: .*"), r"\1\2 (row data removed)"),
+)
+
+
 def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """`secrets` replaced by ***, and row data quoted by the server cut out."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
+    for pattern, replacement in _ROW_DATA:
+        text = pattern.sub(replacement, text)
     return text
 
 
@@ -93,7 +106,7 @@ def classify(exc: BaseException, secrets: tuple[str, ...] = ()) -> EngineError:
     if isinstance(exc, subprocess.CalledProcessError):
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         tool = str(exc.cmd[0]).rsplit("/", 1)[-1] if exc.cmd else "tool"
-        lines = [ln for ln in stderr.strip().splitlines() if ln.strip()][-3:]
+        lines = [scrub(ln, secrets) for ln in stderr.strip().splitlines() if ln.strip()][-3:]
         text = scrub(f"{tool} failed (exit {exc.returncode}): {' | '.join(lines)}", secrets)
         transient = any(s in stderr for s in _TRANSIENT_TOOL_ERRORS)
         return TransientError(text) if transient else PermanentError(text)

@@ -4,12 +4,13 @@ and dropping what a branch created."""
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
-from envbranch.postgres.errors import NotOurs, PermanentError
+from envbranch.postgres.errors import NotOurs, PermanentError, TransientError
 from envbranch.postgres.server import Server
 
 TAG_PREFIX = "envbranch:uid="
@@ -63,6 +64,29 @@ def _uid(comment: object) -> str | None:
     return parsed[0] if parsed else None
 
 
+# DROP DATABASE ... WITH (FORCE) by a non-superuser is refused (42501, "permission denied to terminate
+# process") while a backend in the database has no role yet: an autovacuum worker (a freshly loaded
+# copy invites one) or a connection still authenticating. Such a backend lives for moments.
+_DROP_ATTEMPTS = 10
+_DROP_PAUSE_S = 0.5
+
+
+def drop_forced(conn: Conn, dbname: str) -> None:
+    """DROP DATABASE IF EXISTS ... WITH (FORCE), tried again while a roleless backend is in the way."""
+    statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+    for attempt in range(_DROP_ATTEMPTS):
+        try:
+            conn.execute(statement)
+            return
+        except psycopg.errors.InsufficientPrivilege as exc:
+            if "terminate process" not in str(exc):
+                raise
+            if attempt == _DROP_ATTEMPTS - 1:
+                raise TransientError(f"database {dbname} is busy with a backend the admin role may not end "
+                                     "(an autovacuum worker); dropping it again later", "42501") from None
+            time.sleep(_DROP_PAUSE_S)
+
+
 def create_tagged_database(conn: Conn, create: sql.Composed, dbname: str, uid: str,
                            owner: str | None = None) -> None:
     """Run a CREATE DATABASE and tag the new database. With `owner` (a role tagged with `uid` before
@@ -72,9 +96,12 @@ def create_tagged_database(conn: Conn, create: sql.Composed, dbname: str, uid: s
         create = sql.SQL("{} OWNER {}").format(create, sql.Identifier(owner))
     conn.execute(create)
     try:
+        # PostgreSQL runs CREATE DATABASE outside any transaction, so this is the next statement
+        # rather than the same transaction: no role but the owner may connect while rows arrive.
+        conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
         tag_database(conn, dbname, uid)
     except BaseException:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        drop_forced(conn, dbname)
         raise
 
 
@@ -133,7 +160,7 @@ def drop_database(server: Server, dbname: str, uid: str | None = None) -> None:
     with server.connect() as conn:
         if uid is not None and database_exists(conn, dbname) and database_uid(conn, dbname) != uid:
             raise NotOurs(f"database {dbname} is not tagged as this environment's; not dropping it")
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        drop_forced(conn, dbname)
         if database_exists(conn, dbname):
             raise PermanentError(f"database {dbname} still exists after DROP")
 

@@ -54,7 +54,7 @@ def run_demo(console: Console, keep: bool = False) -> int:
             create_shop_database(pg, "shop")
             shop.create_namespace("shop-prod")
             apply_shop_configuration(api, "shop-prod")
-            shop.create_server("main")
+            shop.create_server("main", adoptable=("shop",))
         op = OperatorProcess(cp.kubeconfig, work / "operator.log")
         with console.status("starting the operator (python -m envbranch)"):
             op.start()

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from envbranch.testing.controlplane import REPO_ROOT, ControlPlane
+from envbranch.testing.tools import CHART, RELEASE, run_tool
 
 CHART_TEMPLATES = REPO_ROOT / "charts" / "envbranch" / "templates"
 
@@ -19,3 +20,11 @@ def load(path: Path) -> list[dict[str, Any]]:
 def apply(cp: ControlPlane, *names: str) -> None:
     for name in names:
         cp.kubectl("apply", "-f", str(CHART_TEMPLATES / name))
+
+
+def apply_rendered(cp: ControlPlane, name: str, namespace: str = "envbranch-system") -> None:
+    """One template that needs Helm (the release's namespace, the ServiceAccount's name), rendered with
+    the chart's default values and applied."""
+    text = run_tool("helm", "template", RELEASE, str(CHART), "--namespace", namespace,
+                    "--show-only", f"templates/{name}").stdout
+    cp.kubectl("apply", "-f", "-", input=text)

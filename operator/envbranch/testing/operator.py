@@ -13,11 +13,12 @@ from kubernetes import client
 
 from envbranch.testing.controlplane import ControlPlane
 from envbranch.testing.crds import install_crds
-from envbranch.testing.manifests import apply
+from envbranch.testing.manifests import apply, apply_rendered
 from envbranch.testing.processes import ManagedProcess, ProcessExited, free_port, wait_until
 
-# The user the e2e operator runs as, bound only to the chart's ClusterRole envbranch-operator.
-OPERATOR_USER = "envbranch-operator"
+# The user the e2e operator runs as: the chart's ServiceAccount's user name (a client certificate can
+# carry it), bound only to the chart's ClusterRole envbranch-operator and fenced by its policy.
+OPERATOR_USER = "system:serviceaccount:envbranch-system:envbranch-operator"
 # Short timers so expiry, re-probes and the reaper happen within a test's patience; fault injection on.
 # hack/e2e-kind.sh sets the same on the chart's Deployment.
 E2E_OPERATOR_ENV = {
@@ -84,11 +85,13 @@ def scrape_metrics(port: int) -> dict[str, float]:
 
 def local_operator(cp: ControlPlane, api: client.ApiClient, log_path: Path,
                    env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> OperatorProcess:
-    """The CRDs and the chart's operator ClusterRole installed on `cp`, and an operator process (not
-    yet started) authenticating as a user bound only to that role: a missing permission fails the
-    suite, and the role lists nothing the suite does not need."""
+    """The CRDs, the chart's operator ClusterRole and its fence policy installed on `cp`, and an operator
+    process (not yet started) authenticating as the ServiceAccount's user bound only to that role: a
+    missing permission or a write outside the fence fails the suite, and the role lists nothing the
+    suite does not need."""
     install_crds(api)
     apply(cp, "operator-rbac.yaml")
+    apply_rendered(cp, "operator-fence.yaml")
     client.RbacAuthorizationV1Api(api).create_cluster_role_binding({
         "metadata": {"name": "envbranch-operator-e2e"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "envbranch-operator"},

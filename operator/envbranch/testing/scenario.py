@@ -49,14 +49,23 @@ class Project:
                 if exc.status != 404:
                     raise
 
-    def create_server(self, name: str = "main", password: str | None = None) -> None:
+    def create_server(self, name: str = "main", password: str | None = None, adoptable: tuple[str, ...] = ()) -> None:
         self.core.create_namespaced_secret(self.namespace, {
             "apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-admin"},
             "data": {"username": _b64(self.pg.admin.user), "password": _b64(password or self.pg.admin.password)}})
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "databaseservers", {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "DatabaseServer", "metadata": {"name": name},
             "spec": {"host": self.pg.host, "port": self.pg.port, "sslMode": "disable",
-                     "adminSecretRef": {"name": f"{name}-admin"}}})
+                     "adminSecretRef": {"name": f"{name}-admin"},
+                     **({"adoptableDatabases": list(adoptable)} if adoptable else {})}})
+
+    def allow_adoption(self, dbname: str, server: str = "main") -> None:
+        """List `dbname` in the DatabaseServer's spec.adoptableDatabases, as a project owner does."""
+        obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "databaseservers", server)
+        listed = list((obj.get("spec") or {}).get("adoptableDatabases") or [])
+        if dbname not in listed:
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, "databaseservers", server,
+                                                       {"spec": {"adoptableDatabases": [*listed, dbname]}})
 
     def server_status(self, name: str = "main") -> dict[str, Any]:
         obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "databaseservers", name)
@@ -136,6 +145,7 @@ class Project:
         create_shop_database(self.pg, dbname)
         self.create_namespace(namespace)
         objects = apply_shop_configuration(self.api, namespace)
+        self.allow_adoption(dbname, self.server)
         self.apply_env("production", {"displayName": "Production", "namespace": namespace,
                                       "database": {"serverRef": self.server, "name": dbname}})
         self.wait_phase("production", "Active")

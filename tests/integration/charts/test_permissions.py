@@ -1,5 +1,5 @@
-"""Copy flags are for project owners only, enforced by the chart's ValidatingAdmissionPolicy through
-CEL's authorizer, with real users on the real API server."""
+"""Copy flags, adoption and a root's destructive settings are for project owners only, enforced by the
+chart's ValidatingAdmissionPolicies through CEL's authorizer, with real users on the real API server."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from envbranch.testing.processes import wait_until
 @pytest.fixture(scope="module")
 def project(controlplane: ControlPlane, k8s: client.ApiClient) -> str:
     install_crds(k8s)
-    apply(controlplane, "copy-policy.yaml", "user-roles.yaml")
+    apply(controlplane, "copy-policy.yaml", "owner-policy.yaml", "user-roles.yaml")
     ns = f"perm-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(k8s).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
     bind_users(k8s, ns)
@@ -71,3 +71,87 @@ def test_nobody_switches_copy_flags_on_later(controlplane: ControlPlane, project
         bob.patch_namespaced_custom_object(GROUP, VERSION, project, "environments", "bob-later",
                                            {"spec": {"copy": {"fileProviders": True}}})
     assert "spec.copy is immutable" in str(info.value.body)
+
+
+@pytest.fixture(scope="module")
+def other_team(k8s: client.ApiClient, project: str) -> str:
+    """Another team's namespace: nobody of `project` is bound there."""
+    ns = f"{project}-other"
+    client.CoreV1Api(k8s).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    return ns
+
+
+def _refused(api: client.CustomObjectsApi, ns: str, name: str, spec: dict[str, Any]) -> str | None:
+    """The 403 text for an Environment the owner policy must refuse; None (object removed) if admitted."""
+    try:
+        create_environment(api, ns, name, spec)
+    except client.ApiException as exc:
+        return str(exc.body) if exc.status == 403 else None
+    api.delete_namespaced_custom_object(GROUP, VERSION, ns, "environments", name)
+    return None
+
+
+def test_adopting_another_teams_namespace_is_refused_even_to_a_project_owner(
+        controlplane: ControlPlane, project: str, other_team: str) -> None:
+    bob = as_user(controlplane, "bob")  # owner of `project`, nobody in `other_team`
+    body = wait_until(lambda: _refused(bob, project, "steal", {"namespace": other_team}), timeout=30,
+                      what="the adoption policy to refuse adopting another team's namespace")
+    assert f"adopting namespace {other_team} is reserved for its owners: bob may not \\\"adopt\\\"" in body
+    assert f"in namespace {other_team}" in body
+    # Own project's namespaces are the owner's to adopt; an editor may adopt nothing.
+    assert _refused(bob, project, "own", {"namespace": project}) is None
+    body = str(_refused(as_user(controlplane, "alice"), project, "mine", {"namespace": project}))
+    assert "alice may not \\\"adopt\\\"" in body
+
+
+def test_owners_of_both_namespaces_may_adopt(controlplane: ControlPlane, k8s: client.ApiClient, project: str,
+                                             other_team: str) -> None:
+    client.RbacAuthorizationV1Api(k8s).create_namespaced_role_binding(other_team, {
+        "metadata": {"name": "carol-owner"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "envbranch-owner"},
+        "subjects": [{"kind": "User", "name": "carol", "apiGroup": "rbac.authorization.k8s.io"}]})
+    carol = as_user(controlplane, "carol")  # admin of `project`, owner in `other_team`
+    wait_until(lambda: _refused(carol, project, "adopt-other", {"namespace": other_team}) is None, timeout=30,
+               what="carol, owner in both namespaces, to be allowed to adopt")
+
+
+def test_adopting_a_database_needs_an_owner(controlplane: ControlPlane, project: str) -> None:
+    spec = {"database": {"serverRef": "main", "name": "payroll"}}
+    body = wait_until(lambda: _refused(as_user(controlplane, "alice"), project, "take-db", spec), timeout=30,
+                      what="the adoption policy to refuse an editor adopting a database")
+    assert "adopting database payroll is reserved for project owners: alice" in body
+    assert _refused(as_user(controlplane, "bob"), project, "bob-db", spec) is None
+
+
+def _patch(api: client.CustomObjectsApi, ns: str, name: str, patch: dict[str, Any]) -> str | None:
+    try:
+        api.patch_namespaced_custom_object(GROUP, VERSION, ns, "environments", name, patch)
+    except client.ApiException as exc:
+        assert exc.status == 403, exc.body
+        return str(exc.body)
+    return None
+
+
+@pytest.mark.parametrize("patch", [
+    {"spec": {"ttl": "1s"}},
+    {"spec": {"deletionPolicy": "Delete"}},
+    {"metadata": {"annotations": {"envbranch.io/retry": "1"}}},
+], ids=["ttl", "deletionPolicy", "retry"])
+def test_only_owners_change_what_destroys_a_root(controlplane: ControlPlane, k8s: client.ApiClient, project: str,
+                                                 patch: dict[str, Any]) -> None:
+    root = f"root-{uuid.uuid4().hex[:6]}"
+    create_environment(client.CustomObjectsApi(k8s), project, root, {"namespace": project})
+    alice, bob = as_user(controlplane, "alice"), as_user(controlplane, "bob")
+    body = wait_until(lambda: _patch(alice, project, root, patch), timeout=30,
+                      what="the root-changes policy to refuse an editor")
+    assert "reserved for project owners: alice may not \\\"manage\\\"" in body
+    # An editor still renames the root; an owner may change the rest.
+    assert _patch(alice, project, root, {"spec": {"displayName": "Renamed"}}) is None
+    assert _patch(bob, project, root, patch) is None
+
+
+def test_editors_keep_managing_their_branches(controlplane: ControlPlane, project: str) -> None:
+    alice = as_user(controlplane, "alice")
+    _create(alice, project, "alice-ttl", None)
+    assert _patch(alice, project, "alice-ttl", {"spec": {"ttl": "1h", "deletionPolicy": "Delete"},
+                                                "metadata": {"annotations": {"envbranch.io/retry": "2"}}}) is None

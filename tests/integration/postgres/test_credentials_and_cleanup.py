@@ -149,3 +149,25 @@ def test_an_untagged_database_of_someone_else_is_never_ours(rich_source: tuple[P
     finally:
         with pg.connect() as conn:
             conn.execute(f'DROP DATABASE "{db}"')
+
+
+@pytest.mark.parametrize("strategy", ["Template", "Dump"])
+def test_no_other_role_may_connect_while_the_copy_is_made(rich_source: tuple[Postgres, str], strategy: str) -> None:
+    """CONNECT is revoked from PUBLIC right after CREATE DATABASE, before any row is loaded and long
+    before the credentials step: another tenant's role cannot read a copy under way."""
+    pg, src = rich_source
+    server, uid = admin_server(pg), str(uuid.uuid4())
+    db, role = f"early_{uid[:8]}", f"early_{uid[:8]}_owner"
+    engine.create_owner_role(server, role, uid)
+    try:
+        engine.clone_database(server, src, server, db, mode="Full", strategy=strategy, uid=uid,  # type: ignore[arg-type]
+                              owner=role)
+        with pg.connect() as conn:
+            assert conn.execute("SELECT has_database_privilege('public', %s, 'CONNECT')", (db,)).fetchone() == (False,)
+            conn.execute(f'CREATE ROLE "other_{uid[:8]}" LOGIN PASSWORD \'other\'')
+        with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+            pg.connect(db, role=Role(f"other_{uid[:8]}", "other")).close()
+    finally:
+        engine.drop_branch(server, db, role, uid)
+        with pg.connect() as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "other_{uid[:8]}"')

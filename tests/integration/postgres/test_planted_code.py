@@ -101,3 +101,35 @@ def test_branching_a_planted_branch_runs_none_of_it_as_admin(planted: tuple[Post
         assert owner == (role,)
     finally:
         engine.drop_branch(server, dst, role, uid)
+
+
+def test_row_data_never_reaches_the_failure_message(postgres: Postgres) -> None:
+    """A row the branch role may not load (its CHECK calls code that says no to anyone but the
+    tenant) fails the Dump; the server quotes the row (DETAIL: Failing row contains …, CONTEXT: COPY
+    …: "…"), and none of it reaches the message conditions and Events carry."""
+    pg, suffix = postgres, uuid.uuid4().hex[:8]
+    tenant, src = f"tenant_{suffix}", f"rows_{suffix}"
+    with pg.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'tenant'").format(sql.Identifier(tenant)))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(tenant), sql.Identifier(pg.admin.user)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(src), sql.Identifier(tenant)))
+    with pg.connect(src, role=Role(tenant, "tenant")) as conn:
+        conn.execute(sql.SQL("""
+            CREATE FUNCTION public.only_tenant() RETURNS boolean LANGUAGE sql STABLE AS $$ SELECT current_user = {} $$;
+            CREATE TABLE customers (id int PRIMARY KEY, email text CHECK (public.only_tenant()));
+            INSERT INTO customers VALUES (1, 'jane.doe.private@example.com');
+        """).format(sql.Literal(tenant)))
+    server, uid = admin_server(pg), str(uuid.uuid4())
+    dst, role = f"{src}_copy", f"{src}_copy_owner"
+    engine.create_owner_role(server, role, uid)
+    try:
+        with pytest.raises(engine.EngineError) as failed:
+            engine.clone_database(server, src, server, dst, mode="Full", strategy="Dump", uid=uid, owner=role)
+        message = failed.value.message
+        assert "violates check constraint" in message, message  # the failure is there, and says why
+        assert "jane.doe.private" not in message and "jane.doe.private" not in str(failed.value)
+    finally:
+        engine.drop_branch(server, dst, role, uid)
+        with pg.connect() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(src)))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(tenant)))

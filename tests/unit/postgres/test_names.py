@@ -28,8 +28,28 @@ def test_long_names_sharing_a_prefix_do_not_collide() -> None:
 
 
 def test_short_names_read_naturally() -> None:
-    assert branch_database_name("shop", "feature-login") == "shop_feature_login"
-    assert branch_role_name("shop", "feature-login") == "shop_feature_login_owner"
+    assert branch_database_name("shop", "feature-login") == "shop__feature_login"
+    assert branch_role_name("shop", "feature-login") == "shop__feature_login_owner"
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    (("shop-a", "b"), ("shop", "a-b")),            # the collision of the old `<project>_<name>` names
+    (("a--b", "c"), ("a", "b--c")),                # '--' inside a label
+    (("a", "b--c"), ("a-b", "c")),
+    (("shop", "x" * 70), ("shop", "x" * 71)),      # cut to 63 bytes
+    (("shop", "b"), ("shop-b", "")),
+])
+def test_two_projects_never_get_the_same_names(first: tuple[str, str], second: tuple[str, str]) -> None:
+    assert branch_database_name(*first) != branch_database_name(*second)
+    assert branch_role_name(*first) != branch_role_name(*second)
+
+
+def test_a_hashed_name_never_equals_a_readable_one() -> None:
+    hashed = branch_database_name("a--b", "c")
+    assert "___" in hashed
+    # An environment named after the hashed form is readable again, and still different.
+    project, _, rest = hashed.partition("__")
+    assert branch_database_name(project, rest.replace("_", "-").strip("-")) != hashed
 
 
 def test_passwords_are_32_random_bytes() -> None:
