@@ -139,7 +139,8 @@ def test_tls_that_does_not_hold_is_not_ready_and_branches_create_nothing(tls_sho
     assert shop.tagged(shop.uid("blocked")) == []
 
 
-def test_client_certificate_replaces_the_admin_password(tls_shop: Project, tmp_path: Path) -> None:
+def test_client_certificate_replaces_the_admin_password(tls_shop: Project, tmp_path: Path,
+                                                       operator: OperatorProcess | ExternalOperator) -> None:
     shop, ca = tls_shop, _ca(tls_shop.pg)
     with shop.pg.connect() as conn:  # it acts for the owner of production's database, as `main`'s admin does
         conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(shop.pg.admin.user),
@@ -162,3 +163,7 @@ def test_client_certificate_replaces_the_admin_password(tls_shop: Project, tmp_p
     assert "tls.key" not in creds and "tls.crt" not in creds and pair.key_pem.decode() not in str(creds)
     with _connect_as_the_app(creds, tmp_path) as conn:  # the branch role logs in by password, over TLS
         assert conn.pgconn.ssl_in_use
+    key_body = pair.key_pem.decode().splitlines()[1]
+    assert key_body not in operator.log()
+    events = shop.core.list_namespaced_event(shop.namespace).items
+    assert not any(key_body in (e.message or "") for e in events)
