@@ -29,7 +29,7 @@ from kubernetes import client, config
 
 from envbranch.testing.controlplane import ControlPlane, ExternalCluster
 from envbranch.testing.operator import ExternalOperator, OperatorProcess, local_operator
-from envbranch.testing.postgres import Postgres, available_majors
+from envbranch.testing.postgres import Postgres, ServerTls, available_majors, tls_majors
 from envbranch.testing.processes import STARTED_PIDS, pid_alive
 from envbranch.testing.scenario import Project
 
@@ -49,6 +49,17 @@ def postgres() -> Iterator[Postgres]:
 def postgres_each(request: pytest.FixtureRequest) -> Iterator[Postgres]:
     """Every installed server version in turn (18 always, 15 when Debian's is installed)."""
     with Postgres(major=request.param, host=PG_LISTEN) as pg:
+        yield pg
+
+
+@pytest.fixture(scope="module")
+def tls_postgres() -> Iterator[Postgres]:
+    """A server that requires TLS (certificate for PG_LISTEN from a test CA, `pg.tls.ca`), one per
+    module. Debian's build: the embedded PostgreSQL 18 has no TLS."""
+    majors = tls_majors()
+    if not majors:
+        pytest.skip("no PostgreSQL server built with OpenSSL is installed (`make pg15`)")
+    with Postgres(major=majors[0], host=PG_LISTEN, tls=ServerTls.for_host(PG_LISTEN)) as pg:
         yield pg
 
 

@@ -59,7 +59,7 @@ def test_full_branch_with_every_copy_flag(shop: Project) -> None:
     assert uploads.annotations["envbranch.io/copied-from"] == f"{prod_ns}/uploads"
     # The credentials work on the branch and nowhere else.
     creds = _secret(shop, ns, "staging-db")
-    assert set(creds) == {"username", "password", "host", "port", "dbname", "uri", "jdbc-uri", "pgpass"}
+    assert set(creds) == {"username", "password", "host", "port", "dbname", "uri", "jdbc-uri", "pgpass", "sslmode"}
     role = Role(creds["username"], creds["password"])
     with shop.pg.connect(creds["dbname"], role=role) as conn:
         conn.execute("INSERT INTO products (sku, title, price_cents) VALUES ('new', 'New', 1)")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
 
-from envbranch.api.common import DNS_LABEL, Condition, Model
+from envbranch.api.common import DNS_LABEL, Condition, Model, cel
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -17,10 +18,48 @@ class SecretKeyRef(Model):
     password_key: str = Field(default="password", max_length=253, description="Key holding the password.")
 
 
+# Keys of the object spec.tls names (cert-manager's and kubernetes.io/tls Secrets' names).
+TLS_CA_KEY, TLS_CERT_KEY, TLS_KEY_KEY = "ca.crt", "tls.crt", "tls.key"
+TLS_SSL_MODES = ("require", "verify-ca", "verify-full")
+
+
+class TlsRef(Model):
+    kind: Literal["Secret", "ConfigMap"] = Field(
+        default="Secret", description="Secret (default) or ConfigMap. Only a Secret may hold a client certificate.")
+    name: str = Field(max_length=253, pattern=DNS_LABEL, description="Secret or ConfigMap in the same namespace.")
+
+
+_TLS_NEEDS_MODE = ("spec.tls needs sslMode verify-full (recommended), verify-ca or require: with prefer or allow "
+                   "a certificate that does not verify would fall back to plain text")
+# sslMode has no schema default (defaults are never written into spec): absent means prefer.
+SPEC_RULES = [cel(f"!has(self.tls) || (has(self.sslMode) && self.sslMode in {list(TLS_SSL_MODES)})", _TLS_NEEDS_MODE)]
+
+
 class DatabaseServerSpec(Model):
-    host: str = Field(min_length=1, max_length=253, description="Host name or address of the server.")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              json_schema_extra={"x-kubernetes-validations": cast(Any, SPEC_RULES)})
+
+    host: str = Field(min_length=1, max_length=253, description="Host name or address of the server; with "
+                      "verify-full it must be a name the server certificate lists.")
     port: int = Field(default=5432, ge=1, le=65535, description="TCP port.")
-    ssl_mode: SslMode = Field(default="prefer", description="libpq sslmode.")
+    ssl_mode: SslMode = Field(
+        default="prefer",
+        description="libpq sslmode of every operator connection and client tool, and the sslmode written into "
+                    "branch credentials Secrets. Default prefer: TLS when the server offers it, with no check of "
+                    "its certificate, and plain text when it does not. Recommended: verify-full with spec.tls "
+                    "(encrypted, server certificate checked against the CA and the host name).")
+    tls: TlsRef | None = Field(
+        default=None,
+        description="Secret or ConfigMap in the same namespace holding the CA bundle (key ca.crt) the server "
+                    "certificate is checked against, and, in a Secret, optionally a client certificate and key "
+                    "(tls.crt, tls.key) for the admin role. Needs sslMode require, verify-ca or verify-full. "
+                    "ca.crt is copied into branch credentials Secrets; the client certificate and key never are.")
+
+    @model_validator(mode="after")
+    def _tls_needs_a_checking_mode(self) -> DatabaseServerSpec:
+        if self.tls is not None and self.ssl_mode not in TLS_SSL_MODES:
+            raise ValueError(_TLS_NEEDS_MODE)
+        return self
     admin_secret_ref: SecretKeyRef = Field(description="Secret with a role that has CREATEDB and CREATEROLE "
                                            "(superuser is neither needed nor wanted).")
     maintenance_database: str = Field(default="postgres", max_length=63,
@@ -29,6 +68,15 @@ class DatabaseServerSpec(Model):
         default=None, max_length=256, json_schema_extra={"x-kubernetes-list-type": "set"},
         description="Existing databases a root Environment may adopt (spec.database.name). Nothing else on "
         "this server can be adopted; only those who may edit DatabaseServers (project owners) list them.")
+
+
+class TlsStatus(Model):
+    encrypted: bool = Field(description="The admin session is encrypted (pg_stat_ssl).")
+    protocol: str | None = Field(default=None, description="TLS protocol version, e.g. TLSv1.3.")
+    verified: Literal["None", "CA", "Full"] = Field(
+        description="What was checked before the password was sent: nothing, the CA chain, or the CA chain and "
+                    "the host name (verify-full).")
+    client_certificate: bool = Field(default=False, description="The admin session presented a client certificate.")
 
 
 class DatabaseServerStatus(Model):
@@ -40,6 +88,7 @@ class DatabaseServerStatus(Model):
     strategies: list[str] | None = Field(default=None, description="Clone strategies usable on this server.")
     file_copy_clone: bool | None = Field(default=None, description="PostgreSQL 18 file_copy_method=clone works.")
     last_probe_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    tls: TlsStatus | None = Field(default=None, description="The admin session's transport, as last probed.")
 
 
 class DatabaseServer(Model):

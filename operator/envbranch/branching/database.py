@@ -12,7 +12,7 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 
 from envbranch import postgres as engine
-from envbranch.api.databaseserver import DatabaseServerSpec
+from envbranch.api.databaseserver import TLS_CA_KEY, TLS_CERT_KEY, TLS_KEY_KEY, DatabaseServerSpec
 from envbranch.branching.errors import StepFailed, Transient, Waiting
 from envbranch.kube import client as kube_client
 from envbranch.kube import namespaces as kube_namespaces
@@ -54,7 +54,28 @@ def _read_server(project: str, server_name: str) -> engine.Server:
         raise StepFailed("database", "AdminSecretInvalid", f"Secret {ref.name!r} in {project} must hold keys "
                          f"{ref.username_key!r} and {ref.password_key!r}")
     return engine.Server(host=spec.host, port=spec.port, user=values[ref.username_key],
-                         password=values[ref.password_key], sslmode=spec.ssl_mode, dbname=spec.maintenance_database)
+                         password=values[ref.password_key], sslmode=spec.ssl_mode, dbname=spec.maintenance_database,
+                         tls=_read_tls(project, spec))
+
+
+def _read_tls(project: str, spec: DatabaseServerSpec) -> engine.Tls | None:
+    """spec.tls's CA bundle and optional client certificate and key. Messages name keys, never values."""
+    ref = spec.tls
+    if ref is None:
+        return None
+    keys = (TLS_CA_KEY, TLS_CERT_KEY, TLS_KEY_KEY) if ref.kind == "Secret" else (TLS_CA_KEY,)
+    values = resources.read_values(ref.kind, project, ref.name, keys)
+    where = f"{ref.kind} {ref.name!r} in {project} (spec.tls)"
+    if values is None:
+        # Applied together with the DatabaseServer by a GitOps tool, it may come a moment later.
+        raise Waiting("TLSNotFound", f"{where} not found", 5)
+    if b"-----BEGIN CERTIFICATE-----" not in values.get(TLS_CA_KEY, b""):
+        raise StepFailed("database", "TLSInvalid", f"{where} must hold a PEM CA bundle under key {TLS_CA_KEY!r}")
+    cert, key = values.get(TLS_CERT_KEY), values.get(TLS_KEY_KEY)
+    if bool(cert) != bool(key):
+        raise StepFailed("database", "TLSInvalid", f"{where} must hold both {TLS_CERT_KEY!r} and {TLS_KEY_KEY!r} "
+                         "for a client certificate, or neither")
+    return engine.Tls(ca=values[TLS_CA_KEY], cert=cert or None, key=key or None)
 
 
 def probe(project: str, server_name: str) -> tuple[bool, str, str, dict[str, Any]]:
@@ -64,13 +85,18 @@ def probe(project: str, server_name: str) -> tuple[bool, str, str, dict[str, Any
         caps = engine.probe(server)
     except (StepFailed, Waiting) as exc:
         return False, exc.reason, exc.message, {}
+    except engine.TlsError as exc:
+        return False, "TLSFailed", exc.message, {}
     except engine.EngineError as exc:
         return False, "Unreachable" if exc.transient else "ProbeFailed", exc.message, {}
     if not (caps.can_create_db and caps.can_create_role):
         return False, "InsufficientPrivileges", (f"admin role {server.user!r} needs CREATEDB and CREATEROLE"), {}
-    return True, "Connected", f"PostgreSQL {caps.version} at {server.host}:{server.port}", {
+    tls = caps.tls
+    return True, "Connected", f"PostgreSQL {caps.version} at {server.host}:{server.port}, {tls.describe()}", {
         "version": caps.version, "versionNum": caps.version_num, "strategies": caps.strategies,
-        "fileCopyClone": caps.file_copy_clone}
+        "fileCopyClone": caps.file_copy_clone,
+        "tls": {"encrypted": tls.encrypted, "protocol": tls.protocol, "verified": tls.verified,
+                "clientCertificate": tls.client_certificate}}
 
 
 def _result(result: engine.CloneResult) -> dict[str, Any]:
@@ -152,18 +178,32 @@ def create_role(project: str, server: str, database: str, role: str, uid: str) -
     return password
 
 
+# pgjdbc's sslmode takes libpq's names but has no `prefer`-style fallback for `allow`; `ssl=true`
+# turns TLS on for the modes that require it.
+_JDBC_SSL = {"disable": "sslmode=disable", "allow": "sslmode=allow", "prefer": "sslmode=prefer",
+             "require": "ssl=true&sslmode=require", "verify-ca": "ssl=true&sslmode=verify-ca",
+             "verify-full": "ssl=true&sslmode=verify-full"}
+
+
 def credentials_secret(name: str, server: engine.Server, database: str, role: str, password: str,
                        labels: dict[str, str]) -> dict[str, Any]:
-    """CloudNativePG's shape: username, password, host, port, dbname, uri, jdbc-uri, pgpass."""
-    uri = f"postgresql://{role}:{password}@{server.host}:{server.port}/{database}"
+    """CloudNativePG's shape: username, password, host, port, dbname, uri, jdbc-uri, pgpass; plus
+    sslmode, and ca.crt when the DatabaseServer has a CA. The uri carries sslmode but no
+    sslrootcert: where the application mounts ca.crt is its own choice (it sets sslrootcert or
+    PGSSLROOTCERT). The admin's client certificate and key are never copied: the branch role logs in
+    by password."""
+    host = f"{server.host}:{server.port}"
     values = {
         "username": role, "password": password, "host": server.host, "port": str(server.port), "dbname": database,
-        "uri": uri,
-        "jdbc-uri": f"jdbc:postgresql://{server.host}:{server.port}/{database}?user={role}&password={password}",
+        "uri": f"postgresql://{role}:{password}@{host}/{database}?sslmode={server.sslmode}",
+        "jdbc-uri": f"jdbc:postgresql://{host}/{database}?user={role}&password={password}&{_JDBC_SSL[server.sslmode]}",
         "pgpass": f"{server.host}:{server.port}:{database}:{role}:{password}\n",
+        "sslmode": server.sslmode,
     }
-    return {"metadata": {"name": name, "labels": labels}, "type": "kubernetes.io/basic-auth",
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}}
+    data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
+    if server.tls is not None:
+        data[TLS_CA_KEY] = base64.b64encode(server.tls.ca).decode()
+    return {"metadata": {"name": name, "labels": labels}, "type": "kubernetes.io/basic-auth", "data": data}
 
 
 def identify_cluster() -> str | None:

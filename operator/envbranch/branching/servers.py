@@ -11,9 +11,9 @@ from envbranch.branching.conditions import now_rfc3339, set_condition
 from envbranch.branching.errors import Waiting
 from envbranch.kube import events, resources
 
-# Held on a DatabaseServer's admin Secret while the server exists: deleting a whole project
-# namespace deletes Secrets at once, and the Environments' finalizers still need the password
-# to drop their databases and roles.
+# Held on a DatabaseServer's admin Secret (and its spec.tls Secret) while the server exists:
+# deleting a whole project namespace deletes Secrets at once, and the Environments' finalizers
+# still need the password (and the CA and client certificate) to drop their databases and roles.
 SECRET_FINALIZER = "envbranch.io/database-server"  # noqa: S105 - a finalizer name, not a secret
 
 
@@ -38,17 +38,24 @@ def probe_server(body: dict[str, Any]) -> bool:
     return ok
 
 
-def _admin_secret(body: dict[str, Any]) -> str:
-    return str(((body.get("spec") or {}).get("adminSecretRef") or {}).get("name") or "")
+def _needed_secrets(body: dict[str, Any]) -> set[str]:
+    """The admin Secret, and spec.tls when it names a Secret."""
+    spec = body.get("spec") or {}
+    names = {str((spec.get("adminSecretRef") or {}).get("name") or "")}
+    tls = spec.get("tls") or {}
+    if tls.get("name") and tls.get("kind", "Secret") == "Secret":
+        names.add(str(tls["name"]))
+    return names - {""}
 
 
 def protect_admin_secret(body: dict[str, Any]) -> None:
-    namespace, secret = body["metadata"]["namespace"], _admin_secret(body)
+    namespace = body["metadata"]["namespace"]
     if body["metadata"].get("deletionTimestamp"):
         return
-    finalizers = resources.secret_finalizers(namespace, secret)
-    if finalizers is not None and SECRET_FINALIZER not in finalizers:
-        resources.set_secret_finalizer(namespace, secret, SECRET_FINALIZER, present=True)
+    for secret in sorted(_needed_secrets(body)):
+        finalizers = resources.secret_finalizers(namespace, secret)
+        if finalizers is not None and SECRET_FINALIZER not in finalizers:
+            resources.set_secret_finalizer(namespace, secret, SECRET_FINALIZER, present=True)
 
 
 def environments_using(namespace: str, server: str) -> list[str]:
@@ -79,8 +86,8 @@ def release_server(body: dict[str, Any]) -> None:
 def release_unused_admin_secrets(namespace: str) -> None:
     """Let go of every Secret in the namespace that holds our finalizer and that no DatabaseServer (not
     being deleted) still uses: a released server's, or the old one after adminSecretRef changed."""
-    used = {_admin_secret(s) for s in resources.list_in(resources.DATABASESERVERS, namespace)
-            if not s["metadata"].get("deletionTimestamp")}
+    used = {name for s in resources.list_in(resources.DATABASESERVERS, namespace)
+            if not s["metadata"].get("deletionTimestamp") for name in _needed_secrets(s)}
     for name in resources.secrets_with_finalizer(namespace, SECRET_FINALIZER):
         if name not in used:
             resources.set_secret_finalizer(namespace, name, SECRET_FINALIZER, present=False)

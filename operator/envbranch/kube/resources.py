@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, Literal
 
 from envbranch.api.common import GROUP, VERSION
 from envbranch.kube.client import core, custom, get_or_none
@@ -60,3 +60,21 @@ def read_secret_values(namespace: str, name: str, keys: tuple[str, ...]) -> dict
         return None
     data = secret.data or {}
     return {k: base64.b64decode(data[k]).decode() for k in keys if k in data}
+
+
+def read_values(kind: Literal["Secret", "ConfigMap"], namespace: str, name: str,
+                keys: tuple[str, ...]) -> dict[str, bytes] | None:
+    """The bytes of `keys` in a Secret or ConfigMap (data or binaryData), None when it is missing.
+    Never logged."""
+    if kind == "Secret":
+        secret = get_or_none(lambda: core().read_namespaced_secret(name, namespace))
+        if secret is None:
+            return None
+        data = secret.data or {}
+        return {k: base64.b64decode(data[k]) for k in keys if k in data}
+    config_map = get_or_none(lambda: core().read_namespaced_config_map(name, namespace))
+    if config_map is None:
+        return None
+    text, binary = config_map.data or {}, config_map.binary_data or {}
+    return {k: text[k].encode() if k in text else base64.b64decode(binary[k]) for k in keys
+            if k in text or k in binary}

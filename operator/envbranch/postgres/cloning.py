@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import psycopg
 from psycopg import sql
@@ -101,7 +101,13 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
         if chosen == "Dump":
             if not dump:
                 raise DumpNeeded()
-            _dump(source, source_db, target, target_db, mode, progress, uid, owner)
+            # pg_dump and psql read the TLS files at every connection: they stay for the whole copy.
+            with source.tls_files() as src, target.tls_files() as dst:
+                try:
+                    _dump(src, source_db, dst, target_db, mode, progress, uid, owner)
+                except Exception as exc:
+                    raise classify(exc, (source.password, target.password),
+                                   tls_dirs=(src.tls_dir, dst.tls_dir)) from None
         with target.connect() as conn:
             tag_database(conn, target_db, uid)
             size = _size(conn, target_db)
@@ -203,7 +209,7 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
     # constraints, generated columns, index expressions) never runs with the admin's rights.
     branch = target.as_role(owner)
     # One REPEATABLE READ transaction exports the snapshot every reader shares, pg_dump included.
-    with psycopg.connect(source.conninfo(source_db, timeouts=False)) as snap_conn:
+    with source.connect(source_db, timeouts=False, autocommit=False) as snap_conn:
         snap_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = str(snap_conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
         tools_major = max(snap_conn.info.server_version, _server_version(target)) // 10000
@@ -214,7 +220,7 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
             if mode == "Full":
                 rows = snap_conn.execute(_TABLES).fetchall()
                 # A table whose columns are all generated has nothing to copy.
-                tables = [_Table(str(r[1]), str(r[2]), int(str(r[3])), [str(c) for c in r[4]])
+                tables = [_Table(str(r[1]), str(r[2]), int(str(r[3])), [str(c) for c in cast(list[object], r[4])])
                           for r in rows if r[4]]
                 _copy_tables(snap_conn, source, source_db, branch, target_db, snapshot, _slices(tables), progress)
                 _copy_sequences(snap_conn, branch, target_db)

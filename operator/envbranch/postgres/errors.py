@@ -24,6 +24,35 @@ _TRANSIENT_CODES = {
 _TRANSIENT_TOOL_ERRORS = ("could not connect", "Connection refused", "the database system is",
                           "terminating connection due to administrator command",
                           "server closed the connection unexpectedly")
+# libpq's and the server's words for a TLS setup that does not hold, with what to fix. Retrying
+# cannot cure any of them, and none may be answered by falling back to plain text.
+_SERVER_CERT = "the server certificate must be signed by spec.tls's ca.crt and valid now"
+_CLIENT_CERT = ("spec.tls's tls.crt/tls.key must be signed by a CA the server trusts, valid now, with the admin "
+                "role as its common name")
+_TLS_ERRORS = (
+    ("SSL support is not compiled in", "these PostgreSQL client tools were built without TLS: install ones "
+     "with it (e.g. Debian's postgresql-client) or point ENVBRANCH_PG_BINDIR at them"),
+    ("does not match host name", "spec.host must be a name or address the server certificate lists"),
+    ("server does not support SSL", "the server has TLS off, and sslMode requires it"),
+    ("root certificate file", "no CA to check the server certificate with: set spec.tls"),
+    ("rejects connection for host", "the server requires TLS: set sslMode (verify-full) and spec.tls"),
+    ("requires a valid client certificate", _CLIENT_CERT),
+    ("certificate authentication failed", _CLIENT_CERT),
+    ("alert unknown ca", _CLIENT_CERT),
+    ("alert certificate expired", _CLIENT_CERT),
+    ("alert bad certificate", _CLIENT_CERT),
+    ("certificate verify failed", _SERVER_CERT),
+    ("private key file", _CLIENT_CERT),
+    ("certificate file", _CLIENT_CERT),
+    ("SSL error", "the TLS handshake failed"),
+)
+
+
+def tls_hint(text: str) -> str | None:
+    """What to fix when `text` is a TLS failure, else None."""
+    return next((hint for words, hint in _TLS_ERRORS if words in text), None)
+
+
 _HINTS = {
     "42501": "the DatabaseServer's admin role lacks a privilege (it needs CREATEDB and CREATEROLE, and "
              "membership in the roles that own the source database's objects)",
@@ -57,6 +86,10 @@ class NotOurs(PermanentError):
     """The database or role exists but carries another Environment's tag (or none): never dropped."""
 
 
+class TlsError(PermanentError):
+    """The TLS handshake or the server's TLS rules refused the connection."""
+
+
 class DumpNeeded(Exception):
     """The clone would take the Dump path, and the caller asked to run that elsewhere (the copy lane)."""
 
@@ -74,31 +107,38 @@ _ROW_DATA = (
 )
 
 
-def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """`secrets` replaced by ***, and row data quoted by the server cut out."""
+def scrub(text: str, secrets: tuple[str, ...] = (), tls_dirs: tuple[str | None, ...] = ()) -> str:
+    """`secrets` replaced by ***, private TLS folders by <tls>, and row data quoted by the server cut out."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
+    for folder in tls_dirs:
+        if folder:
+            text = text.replace(folder, "<tls>")
     for pattern, replacement in _ROW_DATA:
         text = pattern.sub(replacement, text)
     return text
 
 
-def classify(exc: BaseException, secrets: tuple[str, ...] = ()) -> EngineError:
-    """Wrap a psycopg or subprocess failure; `secrets` are removed from the message."""
+def classify(exc: BaseException, secrets: tuple[str, ...] = (), *,
+             tls_dirs: tuple[str | None, ...] = ()) -> EngineError:
+    """Wrap a psycopg or subprocess failure; `secrets` are removed from the message, and the path of
+    the private TLS folders are shortened to `<tls>`."""
     if isinstance(exc, EngineError):
         return exc
     if isinstance(exc, psycopg.Error):
         state = exc.sqlstate
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         hint = _HINTS.get(state or "")
-        message = scrub(f"{first_line}" + (f" ({hint})" if hint else ""), secrets)
+        message = scrub(f"{first_line}" + (f" ({hint})" if hint else ""), secrets, tls_dirs)
         if state == "55006":
             return SourceBusy(message, state)
         if state is None and isinstance(exc, psycopg.OperationalError):
-            # No SQLSTATE: the connection itself failed. Authentication is not worth retrying.
+            # No SQLSTATE: the connection itself failed. Authentication and TLS are not worth retrying.
+            if tls := tls_hint(first_line):
+                return TlsError(scrub(f"{first_line} ({tls})", secrets, tls_dirs))
             if "password authentication failed" in first_line or "no pg_hba.conf entry" in first_line:
-                return PermanentError(scrub(f"{first_line} ({_HINTS['28P01']})", secrets), "28P01")
+                return PermanentError(scrub(f"{first_line} ({_HINTS['28P01']})", secrets, tls_dirs), "28P01")
             return TransientError(message)
         if state and (state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_CODES):
             return TransientError(message, state)
@@ -106,10 +146,12 @@ def classify(exc: BaseException, secrets: tuple[str, ...] = ()) -> EngineError:
     if isinstance(exc, subprocess.CalledProcessError):
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         tool = str(exc.cmd[0]).rsplit("/", 1)[-1] if exc.cmd else "tool"
-        lines = [scrub(ln, secrets) for ln in stderr.strip().splitlines() if ln.strip()][-3:]
-        text = scrub(f"{tool} failed (exit {exc.returncode}): {' | '.join(lines)}", secrets)
+        lines = [scrub(ln, secrets, tls_dirs) for ln in stderr.strip().splitlines() if ln.strip()][-3:]
+        text = scrub(f"{tool} failed (exit {exc.returncode}): {' | '.join(lines)}", secrets, tls_dirs)
+        if tls := tls_hint(stderr):
+            return TlsError(f"{text} ({tls})")
         transient = any(s in stderr for s in _TRANSIENT_TOOL_ERRORS)
         return TransientError(text) if transient else PermanentError(text)
     if isinstance(exc, (ConnectionError, TimeoutError)):
-        return TransientError(scrub(str(exc), secrets))
-    return PermanentError(scrub(f"{type(exc).__name__}: {exc}", secrets))
+        return TransientError(scrub(str(exc), secrets, tls_dirs))
+    return PermanentError(scrub(f"{type(exc).__name__}: {exc}", secrets, tls_dirs))

@@ -12,6 +12,27 @@ from envbranch.postgres.server import Server
 
 
 @dataclass(frozen=True)
+class TlsSeen:
+    """The admin session's transport as the server reports it (pg_stat_ssl)."""
+
+    encrypted: bool
+    protocol: str | None = None
+    # What libpq checked before it sent the password: "None", "CA" (the chain) or "Full" (chain
+    # and host name). It follows from sslMode; a connection that is up passed those checks.
+    verified: str = "None"
+    client_certificate: bool = False
+
+    def describe(self) -> str:
+        if not self.encrypted:
+            return "not encrypted"
+        checked = {"Full": "server certificate verified (CA and host name)",
+                   "CA": "server certificate verified against the CA (host name not checked)",
+                   "None": "server certificate not verified"}[self.verified]
+        client = ", client certificate presented" if self.client_certificate else ""
+        return f"encrypted ({self.protocol}), {checked}{client}"
+
+
+@dataclass(frozen=True)
 class Capabilities:
     version: str
     version_num: int
@@ -19,6 +40,17 @@ class Capabilities:
     can_create_role: bool
     strategies: list[str] = field(default_factory=list)
     file_copy_clone: bool = False
+    tls: TlsSeen = field(default_factory=lambda: TlsSeen(False))
+
+
+def _verified(server: Server) -> str:
+    if server.sslmode == "verify-full":
+        return "Full"
+    # libpq checks the chain in `require` too when a root certificate file is given (and spec.tls
+    # always gives one).
+    if server.sslmode == "verify-ca" or (server.sslmode == "require" and server.tls is not None):
+        return "CA"
+    return "None"
 
 
 def probe(server: Server) -> Capabilities:
@@ -28,11 +60,16 @@ def probe(server: Server) -> Capabilities:
         num = int(conn.info.server_version)
         row = conn.execute("SELECT rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = current_user").fetchone()
         createdb, createrole = (bool(row[0]), bool(row[1])) if row else (False, False)
+        ssl = conn.execute("SELECT ssl, version, client_dn IS NOT NULL FROM pg_catalog.pg_stat_ssl "
+                           "WHERE pid = pg_catalog.pg_backend_pid()").fetchone()
+    encrypted = bool(ssl and ssl[0])
+    tls = TlsSeen(encrypted, str(ssl[1]) if ssl and encrypted else None,
+                  _verified(server) if encrypted else "None", bool(ssl and ssl[2]))
     strategies = ["Dump"] if createdb else []
     if createdb and num >= 150000:
         strategies.insert(0, "Template")
     clone = clone_supported(server) if createdb and num >= 180000 else False
-    return Capabilities(version, num, createdb, createrole, strategies, clone)
+    return Capabilities(version, num, createdb, createrole, strategies, clone, tls)
 
 
 _clone_support: dict[tuple[str, int], bool] = {}

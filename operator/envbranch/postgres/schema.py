@@ -32,12 +32,13 @@ def schema_dump(server: Server, dbname: str) -> str:
     with server.connect(dbname) as conn:
         major = int(conn.info.server_version) // 10000
     tools = find_client_tools(major)
-    try:
-        done = subprocess.run(
-            [tools.path("pg_dump"), "--schema-only", "--no-owner", "--no-privileges"],
-            env=server.env(dbname), capture_output=True, check=True, timeout=600)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        raise classify(exc, (server.password,)) from None
+    with server.tls_files() as tls_server:
+        try:
+            done = subprocess.run(
+                [tools.path("pg_dump"), "--schema-only", "--no-owner", "--no-privileges"],
+                env=tls_server.env(dbname), capture_output=True, check=True, timeout=600)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            raise classify(exc, server.secrets(), tls_dirs=(tls_server.tls_dir,)) from None
     return done.stdout.decode()
 
 

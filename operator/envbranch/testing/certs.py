@@ -1,5 +1,6 @@
-"""Certificates for the local control plane, made with `cryptography`: one CA, the API server's
-serving certificate, client certificates for any user and groups, and the service-account keys."""
+"""Certificates for the local control plane and the TLS test PostgreSQL, made with `cryptography`:
+one CA, serving certificates, client certificates for any user and groups, and the service-account
+keys."""
 
 from __future__ import annotations
 
@@ -77,15 +78,18 @@ class CertificateAuthority:
         return self._cert.public_bytes(serialization.Encoding.PEM)
 
     def issue(self, common_name: str, *, organizations: tuple[str, ...] = (), server: bool = False,
-              dns_names: tuple[str, ...] = (), ips: tuple[str, ...] = ()) -> KeyPair:
+              dns_names: tuple[str, ...] = (), ips: tuple[str, ...] = (),
+              not_after: dt.datetime | None = None) -> KeyPair:
+        """A certificate signed by this CA; `not_after` in the past makes an expired one."""
         key = ec.generate_private_key(ec.SECP256R1())
         attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
         now = dt.datetime.now(dt.UTC)
+        not_after = not_after or now + _VALIDITY
         builder = (
             x509.CertificateBuilder().subject_name(x509.Name(attrs)).issuer_name(self._cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + _VALIDITY)
+            .not_valid_before(min(now, not_after) - dt.timedelta(days=1)).not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage(
                 [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),

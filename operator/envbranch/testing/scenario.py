@@ -49,15 +49,22 @@ class Project:
                 if exc.status != 404:
                     raise
 
-    def create_server(self, name: str = "main", password: str | None = None, adoptable: tuple[str, ...] = ()) -> None:
+    def create_server(self, name: str = "main", password: str | None = None, *, user: str | None = None,
+                      pg: Postgres | None = None, host: str | None = None, ssl_mode: str = "disable",
+                      tls: dict[str, str] | None = None, adoptable: tuple[str, ...] = ()) -> None:
+        """A DatabaseServer and its admin Secret; by default on this project's server, without TLS."""
+        pg = pg or self.pg
         self.core.create_namespaced_secret(self.namespace, {
             "apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-admin"},
-            "data": {"username": _b64(self.pg.admin.user), "password": _b64(password or self.pg.admin.password)}})
+            "data": {"username": _b64(user or pg.admin.user), "password": _b64(password or pg.admin.password)}})
+        spec: dict[str, Any] = {"host": host or pg.host, "port": pg.port, "sslMode": ssl_mode,
+                                "adminSecretRef": {"name": f"{name}-admin"}}
+        if tls is not None:
+            spec["tls"] = tls
+        if adoptable:
+            spec["adoptableDatabases"] = list(adoptable)
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "databaseservers", {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "DatabaseServer", "metadata": {"name": name},
-            "spec": {"host": self.pg.host, "port": self.pg.port, "sslMode": "disable",
-                     "adminSecretRef": {"name": f"{name}-admin"},
-                     **({"adoptableDatabases": list(adoptable)} if adoptable else {})}})
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "DatabaseServer", "metadata": {"name": name}, "spec": spec})
 
     def allow_adoption(self, dbname: str, server: str = "main") -> None:
         """List `dbname` in the DatabaseServer's spec.adoptableDatabases, as a project owner does."""
@@ -67,6 +74,18 @@ class Project:
             self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, "databaseservers", server,
                                                        {"spec": {"adoptableDatabases": [*listed, dbname]}})
 
+    def create_tls_object(self, name: str, values: dict[str, bytes], kind: str = "Secret") -> None:
+        """A Secret (or ConfigMap) such as spec.tls names: ca.crt, and tls.crt/tls.key."""
+        meta = {"name": name}
+        if kind == "Secret":
+            self.core.create_namespaced_secret(self.namespace, {
+                "apiVersion": "v1", "kind": "Secret", "metadata": meta,
+                "data": {k: base64.b64encode(v).decode() for k, v in values.items()}})
+        else:
+            self.core.create_namespaced_config_map(self.namespace, {
+                "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+                "data": {k: v.decode() for k, v in values.items()}})
+
     def server_status(self, name: str = "main") -> dict[str, Any]:
         obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "databaseservers", name)
         return dict(obj.get("status") or {})
@@ -75,6 +94,13 @@ class Project:
         wait_until(lambda: any(c["type"] == "Ready" and c["status"] == "True"
                                for c in self.server_status(name).get("conditions") or []),
                    timeout=timeout, what=f"DatabaseServer {name} to be Ready")
+
+    def wait_server_condition(self, name: str, timeout: float = 60) -> dict[str, Any]:
+        """The DatabaseServer's Ready condition, once the operator has written one."""
+        def ready() -> dict[str, Any] | None:
+            return next((c for c in self.server_status(name).get("conditions") or [] if c["type"] == "Ready"), None)
+
+        return wait_until(ready, timeout=timeout, what=f"DatabaseServer {name} to be probed")
 
     def apply_env(self, name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None) -> None:
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "environments", {

@@ -68,3 +68,20 @@ def test_valid_root_and_branch_are_accepted(k8s: client.ApiClient, project: str)
     _create(k8s, project, "root", {"namespace": "root-ns", "database": {"serverRef": "main", "name": "shop"}})
     _create(k8s, project, "branch", {"source": "root", "mode": "Full", "ttl": "1h30m",
                                      "copy": {"fileProviders": True}, "database": {"strategy": "Dump"}})
+
+
+@pytest.mark.parametrize(("ssl_mode", "accepted"), [(None, False), ("prefer", False), ("verify-full", True)])
+def test_database_server_tls_needs_a_checking_ssl_mode(k8s: client.ApiClient, project: str, ssl_mode: str | None,
+                                                       accepted: bool) -> None:
+    spec: dict[str, Any] = {"host": "db.example.com", "adminSecretRef": {"name": "admin"}, "tls": {"name": "pg-ca"}}
+    if ssl_mode:
+        spec["sslMode"] = ssl_mode
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DatabaseServer",
+            "metadata": {"name": f"tls-{ssl_mode or 'default'}"}, "spec": spec}
+    api = client.CustomObjectsApi(k8s)
+    if accepted:
+        api.create_namespaced_custom_object(GROUP, VERSION, project, "databaseservers", body)
+        return
+    with pytest.raises(ApiException) as info:
+        api.create_namespaced_custom_object(GROUP, VERSION, project, "databaseservers", body)
+    assert "spec.tls needs sslMode verify-full" in str(info.value.body)
