@@ -56,6 +56,8 @@ def large_objects(pg: Postgres, dbname: str) -> dict[int, bytes]:
 
 @pytest.mark.parametrize(("mode", "strategy", "expected"), [
     ("Full", "Template", "Template"), ("Full", "Dump", "Dump"), ("System", "Dump", "Dump"), ("System", "Auto", "Dump"),
+    # Auto on an idle source on the same server: Template, the cheap copy.
+    ("Full", "Auto", "Template"),
 ])
 def test_clone_keeps_the_schema_and_the_rows_the_mode_asks_for(rich_source: tuple[Postgres, str], mode: str,
                                                                 strategy: str, expected: str) -> None:
