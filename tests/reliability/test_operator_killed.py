@@ -17,8 +17,9 @@ STEPS = ["namespace", "database", "credentials", "configuration"]
 pytestmark = pytest.mark.needs_local_operator  # SIGKILLs and restarts the operator process
 
 
-@pytest.mark.reliability("operator SIGKILLed at a step boundary", "ends Active; exactly one database, role, "
-                         "credentials Secret, copied Secret and ConfigMap")
+@pytest.mark.reliability("operator SIGKILLed at a step boundary", "ends Active; tagged with its UID exactly "
+                         "one database and one role; in its namespace exactly the credentials Secret, the copied "
+                         "Secret, envbranch-environment and the copied ConfigMap")
 @pytest.mark.parametrize("step", STEPS)
 def test_killed_at_a_step_boundary_the_branch_still_converges(shop: Project, operator: OperatorProcess,
                                                                step: str) -> None:
