@@ -28,8 +28,9 @@ controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl fr
 tools: ## build helm and kubeconform from Go modules in hack/tools (cached)
 	@bash hack/build-tools.sh >/dev/null
 
-pg15: ## install Debian's PostgreSQL 15, the second server version tests run against (best effort)
+pg15: ## install Debian's PostgreSQL 15 (the second server version tests run against) and xfsprogs (the reflink test), best effort
 	@bash hack/apt-install.sh "tests run against PostgreSQL 18 only" postgresql-15
+	@bash hack/apt-install.sh "the reflink clone test is skipped" xfsprogs
 
 lint: venv ## ruff, mypy and shellcheck (installed best effort)
 	$(VENV)/bin/ruff check operator tests bench

@@ -18,6 +18,9 @@ BRANCH_SECONDS = Histogram("envbranch_branch_duration_seconds", "Time from branc
 STEP_SECONDS = Histogram("envbranch_step_duration_seconds", "Duration of each reconcile step", ["step"])
 BYTES_COPIED = Counter("envbranch_bytes_copied_total", "Database bytes copied into branches", ["strategy"])
 ROLLBACKS = Counter("envbranch_rollbacks_total", "Branches rolled back", ["reason"])
+REAPER_PASSES = Counter("envbranch_reaper_passes_total", "Orphan reaper passes over a PostgreSQL server (host:port); "
+                        "skipped: a DatabaseServer's timer fired when that server had been reaped this interval",
+                        ["server", "result"])
 
 _started = threading.Event()
 

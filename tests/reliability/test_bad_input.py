@@ -97,7 +97,8 @@ APPLY_CASES: list[tuple[str, str, dict[str, Any], str]] = [
 @pytest.mark.parametrize(("case", "name", "spec", "message"), APPLY_CASES, ids=[c[0] for c in APPLY_CASES])
 def test_refused_at_apply(bad: Project, controlplane: ControlPlane, record: Recorder, case: str, name: str,
                           spec: dict[str, Any], message: str) -> None:
-    record.describe(f"bad input at apply: {case}", f"kubectl apply prints “{message}”; nothing created")
+    record.describe(f"bad input at apply: {case}", f"kubectl apply prints “{message}”; no Environment stored, no "
+                    "namespace, database or role of its name")
     printed = kubectl_apply(controlplane, bad.namespace, body(name, spec))
     assert message in printed
     assert bad.env(name) is None
@@ -207,8 +208,8 @@ def test_reported_in_the_ready_condition(bad: Project, record: Recorder, cleanup
                                          spec: dict[str, Any], setup: Setup | None, phase: str, reason: str,
                                          message: str) -> None:
     message = message.format(ns=bad.namespace)
-    record.describe(f"bad input in status: {case}", f"phase {phase}, Ready=False {reason}: “{message}”; nothing "
-                    "created")
+    record.describe(f"bad input in status: {case}", f"phase {phase}, Ready=False {reason}: “{message}”; no "
+                    "namespace, no database or role by name or UID tag")
     if setup:
         setup(bad)
     cleanup.append(name)

@@ -143,8 +143,9 @@ def _leftovers(project: Project, uids: set[str]) -> list[str]:
 @pytest.mark.timeout(SOAK_SECONDS + 900)
 @pytest.mark.reliability("churn soak: 16 names created and deleted at random, operator SIGKILLed every 15-35 s, "
                          "PostgreSQL restarted every 50-90 s (ENVBRANCH_SOAK_SECONDS, ENVBRANCH_SOAK_SEED)",
-                         "System, Full and Dump branches with random copy flags; after deleting everything no "
-                         "namespace, database or role left by name, by tag or owned by a branch role")
+                         "System, Full and Dump branches with random copy flags; after deleting everything every "
+                         "Environment gone, then no namespace, database or role left by name, by tag or owned by a "
+                         "branch role; the operator never exited but by our SIGKILLs")
 def test_churn_with_kills_and_restarts_leaves_nothing(shop: Project, operator: OperatorProcess,
                                                       record: Recorder) -> None:
     seed = _seed()

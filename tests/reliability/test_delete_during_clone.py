@@ -13,8 +13,9 @@ from envbranch.testing.scenario import Project
 RELEASE_BOUND_S = 60
 
 
-@pytest.mark.reliability("Environment deleted during a clone", f"the copy is cancelled (never Active, no "
-                         f"DatabaseCloned), released within {RELEASE_BOUND_S} s, no namespace, database or role left")
+@pytest.mark.reliability("Environment deleted during a clone", f"a Cancelled and a Deleted Event, never "
+                         f"DatabaseCloned or Active; released within {RELEASE_BOUND_S} s; no namespace, no database or "
+                         "role by name or UID tag")
 def test_delete_during_a_clone_cancels_the_copy_and_releases_in_bounded_time(big: Project, record: Recorder) -> None:
     name = "deleted-mid-clone"
     big.apply_env(name, {"source": BIG_ROOT, "mode": "Full", "database": DUMP})

@@ -88,8 +88,8 @@ TTL_BRANCHES = 12
 
 
 @pytest.mark.reliability(f"load: {TTL_BRANCHES} ttl branches applied at once", "one kubectl apply of System "
-                         "branches with ttl 72h (more than --concurrency 8): all Active within the 50-branch bound; "
-                         "one kubectl delete: all gone")
+                         "branches with ttl 72h (more than --concurrency 8): all Active within 300 s; one kubectl "
+                         "delete: every Environment gone within 300 s (what they made is not checked here)")
 def test_twelve_ttl_branches_at_once(shop: Project, controlplane: ControlPlane, record: Recorder) -> None:
     names = [f"preview-{i:02d}" for i in range(TTL_BRANCHES)]
     manifests = "---\n".join(yaml.safe_dump(environment_body(n, {"source": "production", "mode": "System",

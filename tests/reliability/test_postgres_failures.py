@@ -23,10 +23,20 @@ def _settled(project: Project, name: str) -> dict[str, object] | None:
     return status if status.get("phase") == "Active" or (status.get("phase") == "Failed" and stalled) else None
 
 
-def _noticed(project: Project, name: str) -> bool:
-    """The operator has seen the failure: it retries, or it has failed and its rollback waits."""
-    status = project.status(name)
-    return "Retrying" in project.event_reasons(name) or status.get("phase") in ("Failed", "Pending")
+def _events(project: Project, name: str) -> list[tuple[str, str]]:
+    """(reason, message) of the Events about `name`, oldest first."""
+    items = project.core.list_namespaced_event(project.namespace, field_selector=f"involvedObject.name={name}").items
+    return [(e.reason, str(e.message)) for e in sorted(items, key=lambda e: e.metadata.creation_timestamp)]
+
+
+def _noticed(project: Project, name: str) -> str | None:
+    """How the operator shows it met the stopped server, without giving up: a Retrying Event (a
+    transient failure, run again with backoff), or Pending while its DatabaseServer is not Ready."""
+    retries = [m for r, m in _events(project, name) if r == "Retrying"]
+    if retries:
+        return f"Retrying: {retries[0]}"
+    ready = next((c for c in project.status(name).get("conditions") or [] if c["type"] == "Ready"), {})
+    return f"Pending: {ready['message']}" if ready.get("reason") == "ServerNotReady" else None
 
 
 @pytest.fixture
@@ -49,9 +59,11 @@ def side(project: Project) -> Iterator[Project]:
                                                     "side")
 
 
-@pytest.mark.reliability("PostgreSQL stopped during a clone, then started", "the same port after the restart; "
-                         "the operator retries, then Active or Failed with the rollback complete; no orphan database "
-                         "or role on the server (the reaper takes what the crash left)")
+@pytest.mark.reliability("PostgreSQL stopped during a clone, then started", "while the server is down the "
+                         "branch is not Failed (a Retrying Event or Pending on ServerNotReady); the same port after "
+                         "the restart; a Retrying Event naming the lost connection in step database before Active "
+                         "(or before the rollback); Active with one database, role and Secret, or Failed with "
+                         "nothing left; no orphan database or role on the server")
 def test_server_stopped_during_a_clone_recovers_or_rolls_back(side: Project, record: Recorder) -> None:
     name = "pg-stopped"
     side.apply_env(name, {"source": "side-root", "mode": "Full", "database": DUMP})
@@ -60,7 +72,10 @@ def test_server_stopped_during_a_clone_recovers_or_rolls_back(side: Project, rec
     port = side.pg.port
     assert side.pg.process is not None
     side.pg.process.stop()
-    wait_until(lambda: _noticed(side, name), timeout=60, what=f"the operator to notice the stopped server ({name})")
+    noticed = wait_until(lambda: _noticed(side, name), timeout=60,
+                         what=f"the operator to retry or wait for the server while PostgreSQL is down ({name})")
+    assert side.status(name).get("phase") != "Failed"
+    record.number("while down", noticed)
     side.pg.start()
     assert side.pg.port == port
     restarted = time.monotonic()
@@ -68,6 +83,14 @@ def test_server_stopped_during_a_clone_recovers_or_rolls_back(side: Project, rec
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")  # type: ignore[union-attr]
     record.number("ended", f"{status['phase']} {time.monotonic() - restarted:.1f} s after the restart "
                   f"({ready['reason']}: {ready['message']})")
+    # The copy the stop broke was retried: a Retrying Event naming the lost connection came before
+    # the branch was Active (or rolled back), and no step failed for good.
+    events = _events(side, name)
+    retried = [m for r, m in events if r == "Retrying"]
+    assert retried and "step database" in retried[0] and "connection" in retried[0].lower(), events
+    end = "Active" if status["phase"] == "Active" else "RolledBack"
+    assert [r for r, _ in events].index("Retrying") < [r for r, _ in events].index(end), events
+    record.number("retries", len(retried))
     if status["phase"] == "Active":
         assert_converged(side, name, status)
         expected = [("database", uid), ("role", uid)]

@@ -6,12 +6,15 @@ role may connect to the branch database."""
 from __future__ import annotations
 
 import base64
+import re
 import uuid
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from envbranch import postgres as engine
 from envbranch.testing.controlplane import ControlPlane
 from envbranch.testing.operator import OperatorProcess
 from envbranch.testing.processes import wait_until
@@ -36,11 +39,40 @@ def _all_branch_passwords(project: Project) -> dict[str, str]:
     return found
 
 
+@pytest.fixture
+def statement_log(shop: Project) -> Iterator[Callable[[], str]]:
+    """The session server logs every statement while the test runs (log_statement = all, reloaded,
+    then reset); yields a function that reads what the server logged since."""
+    log = shop.pg.base_dir / "postgres.log"
+    start = log.stat().st_size
+    with shop.pg.connect() as conn:
+        conn.execute("ALTER SYSTEM SET log_statement = 'all'")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        # A reload is asynchronous: wait until a new session logs its statements.
+        marker = f"statement log on {uuid.uuid4().hex}"
+
+        def logging_on() -> bool:
+            with shop.pg.connect() as conn:
+                conn.execute(sql.SQL("SELECT {}").format(sql.Literal(marker)))
+            return marker in log.read_text(errors="replace")
+
+        wait_until(logging_on, timeout=30, what="log_statement = all to take effect")
+        yield lambda: log.read_bytes()[start:].decode(errors="replace")
+    finally:
+        with shop.pg.connect() as conn:
+            conn.execute("ALTER SYSTEM RESET log_statement")
+            conn.execute("SELECT pg_reload_conf()")
+
+
 @pytest.mark.reliability("secrets never leak", "no branch password (every one in the cluster), rotated value, "
                          "source Secret value or admin password in the operator log, Events, Environment and "
-                         "DatabaseServer YAML, failure messages or the PostgreSQL log")
+                         "DatabaseServer YAML, failure messages or the PostgreSQL log written with log_statement = "
+                         "all; that log holds the branch role's CREATE ROLE and its ALTER ROLE … LOGIN PASSWORD with "
+                         "a SCRAM-SHA-256 verifier (hashed by the client), so the check is not vacuous")
 def test_no_secret_value_reaches_logs_events_or_status(shop: Project, operator: OperatorProcess,
-                                                       controlplane: ControlPlane) -> None:
+                                                       controlplane: ControlPlane,
+                                                       statement_log: Callable[[], str]) -> None:
     shop.apply_env("leaky", {"source": "production", "mode": "Full", "copy": ALL})
     shop.apply_env("leaky-failed", {"source": "production", "mode": "Full", "copy": ALL},
                    annotations={"envbranch.io/inject-fault": "configuration"})
@@ -72,10 +104,15 @@ def test_no_secret_value_reaches_logs_events_or_status(shop: Project, operator: 
         "events": controlplane.kubectl("get", "events", "-A", "-o", "yaml").stdout,
         "environments": controlplane.kubectl("get", "env", "-A", "-o", "yaml").stdout,
         "databaseservers": controlplane.kubectl("get", "dbserver", "-A", "-o", "yaml").stdout,
-        "postgres log": (shop.pg.base_dir / "postgres.log").read_text(errors="replace"),
+        "postgres log": statement_log(),
     }
     leaks = [(what, where) for what, value in secrets.items() for where, text in haystacks.items() if value in text]
     assert leaks == []
+    # The statement log saw the role get its password: as a SCRAM verifier, never the password.
+    role = engine.branch_role_name(shop.namespace, "leaky")
+    assert re.search(rf'statement: CREATE ROLE "{role}" NOLOGIN', haystacks["postgres log"])
+    given = re.findall(rf"""statement: ALTER ROLE "{role}" LOGIN PASSWORD '([^']*)'""", haystacks["postgres log"])
+    assert len(given) == 1 and given[0].startswith("SCRAM-SHA-256$4096:"), given
     assert "rolled back" in haystacks["environments"] and "password authentication failed" in haystacks["events"]
 
 

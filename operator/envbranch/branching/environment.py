@@ -545,6 +545,8 @@ class EnvironmentRun:
             return
         except Exception as exc:
             if database.is_transient(exc) and retry < MAX_TRANSIENT_RETRIES:
+                # Said like the Transient above (a sibling except clause would not see this one).
+                self.event("Retrying", f"step {step}: {database.describe(exc)}", warning=True)
                 raise Transient(step, type(exc).__name__, database.describe(exc)) from exc
             self.fail_and_roll_back(step, "Error", database.describe(exc))
             return

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from envbranch import settings
+from envbranch import metrics, settings
 from envbranch.branching import database
 from envbranch.kube import events, resources
 
@@ -28,10 +28,11 @@ def _physical(server_body: dict[str, Any]) -> tuple[str, int]:
 def _due(server_body: dict[str, Any], now: float) -> bool:
     key = _physical(server_body)
     with _lock:
-        if now - _last_reaped.get(key, -1e9) < settings.current.reaper_interval * 0.9:
-            return False
-        _last_reaped[key] = now
-        return True
+        due = now - _last_reaped.get(key, -1e9) >= settings.current.reaper_interval * 0.9
+        if due:
+            _last_reaped[key] = now
+    metrics.REAPER_PASSES.labels(f"{key[0]}:{key[1]}", "ran" if due else "skipped").inc()
+    return due
 
 
 def reap_orphans(server_body: dict[str, Any]) -> list[str]:

@@ -155,7 +155,9 @@ class _SchemaSection:
     def __init__(self, source: Server, source_db: str, section: str, snapshot: str, tools_major: int) -> None:
         self.tools = find_client_tools(tools_major)
         self.proc = subprocess.Popen(
-            [self.tools.path("pg_dump"), f"--section={section}", "--no-owner", "--no-privileges",
+            # -B (--no-blobs on 15, --no-large-objects on 16+): large objects are data. pg_dump 15's
+            # pre-data creates them, so a System branch would hold them; Full copies them itself.
+            [self.tools.path("pg_dump"), f"--section={section}", "--no-owner", "--no-privileges", "-B",
              f"--snapshot={snapshot}"],
             env=source.env(source_db), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.output: tuple[bytes, bytes] = (b"", b"")
@@ -388,11 +390,8 @@ def _copy_large_objects(snap_conn: psycopg.Connection[tuple[object, ...]], targe
     oids = [r[0] for r in snap_conn.execute("SELECT oid FROM pg_largeobject_metadata ORDER BY oid").fetchall()]
     if not oids:
         return
+    # The schema sections never make them (pg_dump -B): each is created here, with its own OID.
     with target.connect(target_db) as dst:
-        existing = {r[0] for r in dst.execute("SELECT oid FROM pg_largeobject_metadata").fetchall()}
         for oid in oids:
             data = snap_conn.execute("SELECT lo_get(%s)", (oid,)).fetchone()[0]  # type: ignore[index]
-            if oid in existing:  # pg_dump's pre-data already made it (PostgreSQL 17+): fill it
-                dst.execute("SELECT lo_put(%s, 0, %s)", (oid, data))
-            else:
-                dst.execute("SELECT lo_from_bytea(%s, %s)", (oid, data))
+            dst.execute("SELECT lo_from_bytea(%s, %s)", (oid, data))

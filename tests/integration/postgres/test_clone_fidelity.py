@@ -12,6 +12,7 @@ import pytest
 
 from envbranch import postgres as engine
 from envbranch.testing.postgres import Postgres
+from envbranch.testing.processes import wait_until
 from envbranch.testing.rich_schema import TABLES, admin_server
 
 
@@ -42,6 +43,11 @@ def sequences(pg: Postgres, dbname: str) -> dict[str, tuple[object, ...]]:
         return {n: tuple(conn.execute(f"SELECT last_value, is_called FROM {n}").fetchone() or ()) for n in names}
 
 
+def large_object_count(pg: Postgres, dbname: str) -> int:
+    with pg.connect(dbname) as conn:
+        return int(conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0])  # type: ignore[index,arg-type]
+
+
 def large_objects(pg: Postgres, dbname: str) -> dict[int, bytes]:
     with pg.connect(dbname) as conn:
         return {int(oid): bytes(conn.execute("SELECT lo_get(%s)", (oid,)).fetchone()[0])  # type: ignore[index]
@@ -50,6 +56,8 @@ def large_objects(pg: Postgres, dbname: str) -> dict[int, bytes]:
 
 @pytest.mark.parametrize(("mode", "strategy", "expected"), [
     ("Full", "Template", "Template"), ("Full", "Dump", "Dump"), ("System", "Dump", "Dump"), ("System", "Auto", "Dump"),
+    # Auto on an idle source on the same server: Template, the cheap copy.
+    ("Full", "Auto", "Template"),
 ])
 def test_clone_keeps_the_schema_and_the_rows_the_mode_asks_for(rich_source: tuple[Postgres, str], mode: str,
                                                                 strategy: str, expected: str) -> None:
@@ -84,8 +92,11 @@ def test_clone_keeps_the_schema_and_the_rows_the_mode_asks_for(rich_source: tupl
         if mode == "Full":
             assert table_digest(pg, dst) == table_digest(pg, src)
             assert sequences(pg, dst) == sequences(pg, src)
+            assert large_object_count(pg, dst) == 1
             assert large_objects(pg, dst) == large_objects(pg, src) == {424242: b"a large object"}
         else:
+            # Large objects are data: a schema-only branch holds none, whatever the server version.
+            assert large_object_count(pg, src) == 1 and large_object_count(pg, dst) == 0
             assert {count for count, _ in table_digest(pg, dst).values()} == {0}
             assert all(not is_called for _, is_called in sequences(pg, dst).values())
             with pg.connect(dst) as conn:
@@ -112,26 +123,55 @@ def test_busy_source_makes_template_wait_and_auto_fall_back(rich_source: tuple[P
 
 
 def test_dump_while_the_source_takes_writes(rich_source: tuple[Postgres, str]) -> None:
+    """The Dump reads every table on one snapshot. A writer commits, one transaction at a time, an
+    `events` row and a `"MixedCase Table"` row carrying the same number: in the branch the written
+    rows are contiguous, their count lies between the counts before and after the copy, and the two
+    tables agree row for row (readers on different snapshots would disagree)."""
     pg, src = rich_source
     server = admin_server(pg)
     stop = threading.Event()
+    offset = 1_000_000
+    written = [0]
 
     def write() -> None:
         with pg.connect(src) as conn:
             while not stop.is_set():
-                conn.execute("INSERT INTO events (at, payload) VALUES ('2026-03-01', '{}')")
+                with conn.transaction():
+                    row = conn.execute("INSERT INTO events (at, payload) VALUES ('2026-03-01', "
+                                       "jsonb_build_object('writer', 1)) RETURNING id").fetchone()
+                    conn.execute('INSERT INTO "MixedCase Table" VALUES (%s)', (offset + row[0],))  # type: ignore[index,operator]
+                written[0] += 1
+
+    def written_ids(dbname: str) -> tuple[list[int], list[int]]:
+        with pg.connect(dbname) as conn:
+            events = [int(r[0]) for r in conn.execute(  # type: ignore[call-overload]
+                "SELECT id FROM events WHERE payload ? 'writer' ORDER BY id").fetchall()]
+            mirrored = [int(r[0]) - offset for r in conn.execute(  # type: ignore[call-overload]
+                'SELECT "Weird Column" FROM "MixedCase Table" WHERE "Weird Column" > %s ORDER BY 1',
+                (offset,)).fetchall()]
+        return events, mirrored
 
     writer = threading.Thread(target=write)
     writer.start()
     try:
+        wait_until(lambda: written[0] >= 20, timeout=30, what="the writer to be writing")
+        before = len(written_ids(src)[0])
         result = engine.clone_database(server, src, server, "under_load", mode="Full", strategy="Dump", uid=_uid())
+        after = len(written_ids(src)[0])
     finally:
         stop.set()
         writer.join()
-    assert result.strategy == "Dump"
-    with pg.connect("under_load") as conn:
-        assert conn.execute("SELECT count(*) FROM people").fetchone() == (300,)
-    engine.drop_database(server, "under_load")
+    try:
+        assert result.strategy == "Dump"
+        events, mirrored = written_ids("under_load")
+        assert before < after, "the source took no writes during the copy"
+        assert before <= len(events) <= after
+        assert events == list(range(events[0], events[0] + len(events)))  # contiguous: no committed row missed
+        assert mirrored == events  # both tables read on the same snapshot
+        with pg.connect("under_load") as conn:
+            assert conn.execute("SELECT count(*) FROM people").fetchone() == (300,)
+    finally:
+        engine.drop_database(server, "under_load")
 
 
 def test_dump_across_two_servers(rich_source: tuple[Postgres, str]) -> None:

@@ -3,6 +3,7 @@ tags find them; drop_branch removes them for sure."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import psycopg
@@ -171,3 +172,34 @@ def test_no_other_role_may_connect_while_the_copy_is_made(rich_source: tuple[Pos
         engine.drop_branch(server, db, role, uid)
         with pg.connect() as conn:
             conn.execute(f'DROP ROLE IF EXISTS "other_{uid[:8]}"')
+
+
+def test_the_password_reaches_the_server_only_as_a_scram_verifier(postgres_each: Postgres) -> None:
+    """The admin's sessions log every statement: the role's password is sent as a SCRAM-SHA-256
+    verifier computed by the client (libpq's PQencryptPasswordConn), never as plain text."""
+    pg = postgres_each
+    server = admin_server(pg)
+    uid = str(uuid.uuid4())
+    role = f"scram_{uid[:8]}_owner"
+    log = pg.base_dir / "postgres.log"
+    start = log.stat().st_size
+    with pg.connect() as conn:
+        conn.execute(f'ALTER ROLE "{pg.admin.user}" SET log_statement = \'all\'')  # a fixed test role name
+    try:
+        engine.create_owner_role(server, role, uid)
+        password = engine.create_branch_role(server, role, uid)
+    finally:
+        with pg.connect() as conn:
+            conn.execute(f'ALTER ROLE "{pg.admin.user}" RESET log_statement')
+    try:
+        logged = log.read_bytes()[start:].decode(errors="replace")
+        given = re.findall(rf"""statement: ALTER ROLE "{role}" LOGIN PASSWORD '([^']*)'""", logged)
+        assert len(given) == 1 and given[0].startswith("SCRAM-SHA-256$4096:"), logged[-2000:]
+        assert password not in logged
+        with pg.connect() as conn:
+            stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
+        assert stored == (given[0],)
+        with pg.connect(role=Role(role, password)) as conn:  # the verifier is of this password
+            assert conn.execute("SELECT current_user").fetchone() == (role,)
+    finally:
+        engine.drop_role(server, role, uid)
