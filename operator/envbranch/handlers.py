@@ -131,7 +131,7 @@ def probe_server(body: kopf.Body, **_: Any) -> None:
 @kopf.on.delete(*DATABASESERVERS, registry=_registry)
 def release_server(body: kopf.Body, retry: int, **_: Any) -> None:
     with kopf_outcomes(retry):
-        servers.release_server(dict(body))
+        servers.release_server(dict(body), first_attempt=retry == 0)
 
 
 @kopf.timer(*DATABASESERVERS, registry=_registry, interval=settings.current.probe_interval)

@@ -34,8 +34,17 @@ def test_full_branch_with_every_copy_flag(shop: Project) -> None:
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
         "Ready": "True", "SourceReady": "True", "DatabaseReady": "True", "CredentialsReady": "True",
         "ConfigCopied": "True", "Stalled": "False", "Reconciling": "False"}
-    assert status["database"]["strategy"] in ("Template", "Dump")
+    # An idle source on the same server: Auto can copy by template, and does.
+    assert status["database"]["strategy"] == "Template", status["database"]
+    assert status["database"]["bytes"] > 0 and status["database"]["seconds"] > 0, status["database"]
     src_db = f"shop_{shop.namespace.replace('-', '_')}"
+    # Where the application runs, told by its registration ConfigMap.
+    registration = shop.core.read_namespaced_config_map("envbranch-environment", ns)
+    assert registration.data == {
+        "project": shop.namespace, "environment": "staging", "parent": "production", "mode": "Full",
+        "databaseHost": shop.pg.host, "databasePort": str(shop.pg.port),
+        "databaseName": status["database"]["name"], "credentialsSecret": "staging-db"}
+    assert registration.metadata.labels == {"envbranch.io/environment": "staging"}
     assert row_counts(shop.pg, status["database"]["name"]) == row_counts(shop.pg, src_db)
     # Configuration: everything but the auth provider, with the credentials and registration.
     assert _names(shop, ns) == {"uploads", "invoices", "routes", "webhooks", "cors", "oauth-shop-web", "app-env",
@@ -74,6 +83,7 @@ def test_system_branch_copies_schema_and_only_environment_variables(shop: Projec
     status = shop.wait_phase("feature-x", "Active", "Failed")
     assert status["phase"] == "Active", status
     assert status["database"]["strategy"] == "Dump"
+    assert status["database"]["bytes"] > 0 and status["database"]["seconds"] > 0, status["database"]
     assert set(row_counts(shop.pg, status["database"]["name"]).values()) == {0}
     assert _names(shop, status["namespace"]) == {"app-env", "app-secrets", "feature-x-db", "envbranch-environment"}
     assert status["copied"] == {"environmentVariables": 2}
@@ -91,23 +101,39 @@ def test_metrics_report_branches_steps_bytes_rollbacks_and_phases(shop: Project,
     from envbranch.testing.operator import ExternalOperator, OperatorProcess, scrape_metrics
 
     # Locally the operator's own port; against a cluster, a port-forward to the chart's metrics Service.
+    # Earlier tests raised these counters already: what one branch and one rollback add is checked.
     assert isinstance(operator, OperatorProcess | ExternalOperator)
+
+    def value(samples: dict[str, float], prefix: str) -> float:
+        return sum(v for k, v in samples.items() if k.startswith(prefix))
+
+    before = scrape_metrics(operator.metrics_port)
     shop.apply_env("measured", {"source": "production", "mode": "Full"})
-    shop.wait_phase("measured", "Active")
+    status = shop.wait_phase("measured", "Active")
+    strategy = status["database"]["strategy"]
+    after_branch = scrape_metrics(operator.metrics_port)
     shop.apply_env("measured-fail", {"source": "production", "mode": "Full"},
                    annotations={"envbranch.io/inject-fault": "credentials"})
     shop.wait_stalled("measured-fail")
-    samples = scrape_metrics(operator.metrics_port)
+    after = scrape_metrics(operator.metrics_port)
 
-    def value(prefix: str) -> float:
-        return sum(v for k, v in samples.items() if k.startswith(prefix))
+    def delta(prefix: str, start: dict[str, float] = before, end: dict[str, float] = after) -> float:
+        return value(end, prefix) - value(start, prefix)
 
-    assert value('envbranch_branch_duration_seconds_count{mode="Full",result="Active"') >= 1
-    assert value('envbranch_branch_duration_seconds_count{mode="Full",result="Failed"') >= 1
-    assert value('envbranch_step_duration_seconds_count{step="database"}') >= 1
-    assert value("envbranch_bytes_copied_total") > 0
-    assert value('envbranch_rollbacks_total{reason="InjectedFault"}') >= 1
-    assert value('envbranch_environments{phase="Active"}') >= 2
+    # Other projects' branches may finish meanwhile (their namespaces are deleted in the background),
+    # but none of them fails by this fault or copies into a Full branch of this strategy in this window.
+    # Labels as Prometheus prints them: sorted by name.
+    active = f'envbranch_branch_duration_seconds_count{{mode="Full",result="Active",strategy="{strategy}"}}'
+    assert delta(active, before, after_branch) == 1
+    failed = f'envbranch_branch_duration_seconds_count{{mode="Full",result="Failed",strategy="{strategy}"}}'
+    assert delta(failed, after_branch, after) == 1
+    # Both went through the database step (a step retried after a wait is observed again).
+    assert delta('envbranch_step_duration_seconds_count{step="database"}') >= 2
+    assert delta(f'envbranch_bytes_copied_total{{strategy="{strategy}"}}', before, after_branch) == \
+        status["database"]["bytes"]
+    assert delta('envbranch_rollbacks_total{reason="InjectedFault"}') == 1
+    assert value(after, 'envbranch_environments{phase="Active"}') >= 2  # a gauge: production and measured
+    assert value(after, 'envbranch_environments{phase="Failed"}') >= 1
 
 
 FLAG_OBJECTS = {"fileProviders": {"uploads", "invoices"}, "gatewayRoutes": {"routes", "webhooks"},

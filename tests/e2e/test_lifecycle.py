@@ -10,15 +10,11 @@ from kubernetes import client, watch
 
 from envbranch import postgres as engine
 from envbranch.api.common import GROUP, VERSION
+from envbranch.branching.inventory import Entry
 from envbranch.testing.controlplane import ControlPlane
+from envbranch.testing.history import History
 from envbranch.testing.processes import wait_until
-from envbranch.testing.scenario import Project
-
-
-def _assert_nothing_left(project: Project, name: str, uid: str) -> None:
-    ns = f"{project.namespace}-{name}"
-    wait_until(lambda: not project.namespace_exists(ns), timeout=60, what=f"namespace {ns} to be gone")
-    assert project.tagged(uid) == []
+from envbranch.testing.scenario import Project, assert_nothing_left
 
 
 def test_waits_for_a_missing_source_then_branches(project: Project) -> None:
@@ -31,20 +27,51 @@ def test_waits_for_a_missing_source_then_branches(project: Project) -> None:
     assert project.wait_phase("early", "Active", "Failed")["phase"] == "Active"
 
 
-@pytest.mark.parametrize("step", ["namespace", "database", "credentials", "configuration",
-                                  "configuration/gateway-routes"])
+def _made_before(project: Project, name: str, step: str) -> list[Entry]:
+    """The inventory of a Full branch with environmentVariables and gatewayRoutes when `step` fails:
+    everything made by the steps before it, in the order it was made."""
+    ns, server = f"{project.namespace}-{name}", project.server
+    made = {
+        "database": [Entry("Namespace", ns)],
+        "credentials": [Entry("Role", engine.branch_role_name(project.namespace, name), server=server),
+                        Entry("Database", engine.branch_database_name(project.namespace, name), server=server)],
+        "configuration": [Entry("Secret", f"{name}-db", namespace=ns),
+                          Entry("ConfigMap", "envbranch-environment", namespace=ns)],
+        # Categories are copied in name order: environment-variables before gateway-routes.
+        "configuration/gateway-routes": [Entry("ConfigMap", "app-env", namespace=ns),
+                                         Entry("Secret", "app-secrets", namespace=ns)],
+    }
+    steps = list(made)
+    return [e for s in steps[:steps.index(step) + 1] for e in made[s]]
+
+
+# Each fault fires after something was made (a fault at the namespace step would have nothing to
+# roll back): the database step after the namespace, configuration/gateway-routes after the first
+# category's copies.
+@pytest.mark.parametrize("step", ["database", "credentials", "configuration", "configuration/gateway-routes"])
 def test_a_failure_at_each_step_rolls_everything_back(shop: Project, step: str) -> None:
     name = f"fail-{step.replace('/', '-')}"
-    shop.apply_env(name, {"source": "production", "mode": "Full", "copy": {"gatewayRoutes": True}},
-                   annotations={"envbranch.io/inject-fault": step})
-    status = shop.wait_stalled(name)
+    with History(shop.api, shop.namespace, name) as history:
+        shop.apply_env(name, {"source": "production", "mode": "Full",
+                              "copy": {"environmentVariables": True, "gatewayRoutes": True}},
+                       annotations={"envbranch.io/inject-fault": step})
+        status = shop.wait_stalled(name)
+        history.wait(lambda h: h.settled(("Failed", "Stalled")) and h.all_deleted(),
+                     what=f"the watches to see {name} rolled back")
     conds = {c["type"]: c for c in status["conditions"]}
     assert conds["Ready"]["status"] == "False" and conds["Stalled"]["status"] == "True"
     assert conds["Stalled"]["reason"] == "InjectedFault"
     assert f"step {step} failed" in conds["Stalled"]["message"]
     assert status.get("inventory") in (None, [])
-    uid = (shop.env(name) or {})["metadata"]["uid"]
-    _assert_nothing_left(shop, name, uid)
+    # What the failed step's predecessors made was recorded, each Kubernetes object before it was
+    # created, and really made; then removed newest first, each verified gone before it was let go.
+    expected = _made_before(shop, name, step)
+    assert history.largest_inventory() == expected
+    created = history.assert_recorded_before_created()
+    assert created == [e for e in expected if e.kind in ("Namespace", "ConfigMap", "Secret")]
+    history.assert_rolled_back_in_reverse()
+    assert {"StepFailed", "RolledBack"} <= set(shop.event_reasons(name))
+    assert_nothing_left(shop, name, shop.uid(name))
 
 
 def test_a_namespace_that_is_not_ours_is_never_touched(shop: Project) -> None:
@@ -55,14 +82,31 @@ def test_a_namespace_that_is_not_ours_is_never_touched(shop: Project) -> None:
     assert ready["reason"] == "NamespaceConflict"
     assert shop.namespace_exists(f"{shop.namespace}-taken")
     assert shop.tagged((shop.env("taken") or {})["metadata"]["uid"]) == []
+    # The finalizer of a failed branch must not take the name for its own either.
+    shop.delete_env("taken")
+    shop.wait_gone("taken", timeout=60)
+    taken = shop.core.read_namespace(f"{shop.namespace}-taken")
+    assert taken.metadata.deletion_timestamp is None and taken.metadata.labels["team"] == "someone-else"
 
 
 def test_retry_annotation_runs_a_failed_branch_again(shop: Project) -> None:
     shop.apply_env("again", {"source": "production", "mode": "System"},
                    annotations={"envbranch.io/inject-fault": "credentials"})
     shop.wait_stalled("again")
-    shop.custom.patch_namespaced_custom_object(GROUP, VERSION, shop.namespace, "environments", "again", {
-        "metadata": {"annotations": {"envbranch.io/inject-fault": None, "envbranch.io/retry": "1"}}})
+    # The cause removed, but no retry asked for: the operator handles the change (Kopf records it as
+    # the last handled configuration) and the branch stays Failed.
+    shop.annotate("again", {"envbranch.io/inject-fault": None})
+
+    def handled() -> bool:
+        ann = (shop.env("again") or {})["metadata"].get("annotations") or {}
+        last = ann.get("operator.envbranch.io/last-handled-configuration", "")
+        return bool(last) and "inject-fault" not in last
+
+    wait_until(handled, timeout=60, what="the operator to handle the removed fault annotation")
+    status = shop.status("again")
+    assert status["phase"] == "Failed" and not status.get("lastRetry"), status
+    assert shop.namespace_exists(f"{shop.namespace}-again") is False
+    shop.annotate("again", {"envbranch.io/retry": "1"})
     assert shop.wait_phase("again", "Active", timeout=120)["lastRetry"] == "1"
 
 
@@ -85,17 +129,22 @@ def test_delete_removes_database_role_and_namespace(shop: Project) -> None:
     shop.delete_env("doomed")
     shop.wait_gone("doomed")
     assert not shop.namespace_exists(status["namespace"])
-    assert shop.tagged(uid) == []
+    assert_nothing_left(shop, "doomed", uid)
 
 
 def test_deleting_an_adopted_root_retains_its_database_and_namespace(shop: Project) -> None:
     prod_ns = f"{shop.namespace}-prod"
     prod_db = f"shop_{shop.namespace.replace('-', '_')}"
+    uid = shop.uid("production")
     shop.delete_env("production")
     shop.wait_gone("production")
     assert shop.namespace_exists(prod_ns)
-    with shop.pg.connect() as conn:
-        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (prod_db,)).fetchone() == (1,)
+    # No tag of the gone Environment on the adopted database: the reaper would take it for an
+    # orphan. Checked again after a whole reaper pass that began after the delete.
+    assert shop.tagged(uid) == [] and not (shop.comment("database", prod_db) or "").startswith("envbranch:")
+    shop.wait_reaper_pass()
+    assert shop.database_exists(prod_db)
+    assert shop.namespace_exists(prod_ns) and shop.core.read_namespace(prod_ns).metadata.deletion_timestamp is None
 
 
 def test_ttl_deletes_the_branch_when_it_expires(shop: Project) -> None:
@@ -104,7 +153,7 @@ def test_ttl_deletes_the_branch_when_it_expires(shop: Project) -> None:
     assert status["expiresAt"]
     uid = (shop.env("brief") or {})["metadata"]["uid"]
     shop.wait_gone("brief", timeout=90)
-    _assert_nothing_left(shop, "brief", uid)
+    assert_nothing_left(shop, "brief", uid)
 
 
 def test_reaper_drops_databases_and_roles_no_environment_owns(project: Project) -> None:
@@ -179,13 +228,17 @@ def test_deleting_the_project_namespace_removes_every_branch(shop: Project) -> N
     wait_until(lambda: not shop.namespace_exists(shop.namespace), timeout=120,
                what=f"project namespace {shop.namespace} to be gone")
     assert not shop.namespace_exists(status["namespace"])
-    assert shop.tagged(uid) == []
+    assert_nothing_left(shop, "with-project", uid)
 
 
 def test_a_database_server_in_use_is_kept_until_its_environments_are_gone(shop: Project) -> None:
     shop.apply_env("user", {"source": "production", "mode": "System"})
     shop.wait_phase("user", "Active")
     shop.custom.delete_namespaced_custom_object(GROUP, VERSION, shop.namespace, "databaseservers", "main")
+    # The operator has looked at the deletion and decided to wait: only then is "kept" a finding.
+    in_use = wait_until(lambda: [m for r, m in shop.events("main", "DatabaseServer") if r == "ServerInUse"],
+                        timeout=60, what="the ServerInUse Event on DatabaseServer main")
+    assert "production" in in_use[0] and "user" in in_use[0], in_use
     secret = shop.core.read_namespaced_secret("main-admin", shop.namespace)
     assert "envbranch.io/database-server" in (secret.metadata.finalizers or [])
     server = shop.custom.get_namespaced_custom_object(GROUP, VERSION, shop.namespace, "databaseservers", "main")
@@ -218,13 +271,13 @@ def test_a_retained_branch_keeps_its_database_and_role_and_the_reaper_leaves_the
     uid = shop.uid("keeper")
     shop.delete_env("keeper")
     shop.wait_gone("keeper")
-    # Untagged: the reaper (every 2 s here) only ever looks at tagged objects.
+    # Untagged: the reaper only ever looks at tagged objects. Checked after a reaper pass that
+    # began after the delete, so a tag left behind would have cost the database and role.
     assert shop.tagged(uid) == []
-    with shop.pg.connect() as conn:
-        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                            (status["database"]["name"],)).fetchone() == (1,)
-        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
-                            (f"{status['database']['name']}_owner",)).fetchone() == (1,)
+    shop.wait_reaper_pass()
+    role = engine.branch_role_name(shop.namespace, "keeper")
+    assert shop.database_exists(status["database"]["name"]) and shop.role_exists(role)
+    assert shop.comment("database", status["database"]["name"]) is None and shop.comment("role", role) is None
     assert shop.namespace_exists(status["namespace"])
     shop.created_namespaces.append(status["namespace"])  # kept on purpose: the fixture removes it
 
@@ -238,10 +291,46 @@ def test_a_database_name_taken_by_someone_else_fails_and_is_left_alone(shop: Pro
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "DatabaseConflict", ready
     assert status.get("inventory") in (None, [])
-    with shop.pg.connect() as conn:
-        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (taken,)).fetchone() == (1,)
+    assert shop.database_exists(taken)
     shop.delete_env("squatter")
     shop.wait_gone("squatter", timeout=60)
+    # Its finalizer must not drop the name either.
+    assert shop.database_exists(taken) and shop.comment("database", taken) is None
+
+
+def test_a_role_name_taken_by_someone_else_fails_and_is_left_alone(shop: Project) -> None:
+    taken = engine.branch_role_name(shop.namespace, "rolesquat")
+    with shop.pg.connect(role=shop.pg.admin) as conn:
+        conn.execute(f'CREATE ROLE "{taken}" NOLOGIN')
+        conn.execute(f"COMMENT ON ROLE \"{taken}\" IS 'someone else''s'")
+    try:
+        shop.apply_env("rolesquat", {"source": "production", "mode": "System"})
+        status = shop.wait_stalled("rolesquat")
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert ready["reason"] == "RoleConflict", ready
+        assert status.get("inventory") in (None, [])
+        assert shop.role_exists(taken)
+        assert not shop.database_exists(engine.branch_database_name(shop.namespace, "rolesquat"))
+        shop.delete_env("rolesquat")
+        shop.wait_gone("rolesquat", timeout=60)
+        assert shop.role_exists(taken) and shop.comment("role", taken) == "someone else's"
+    finally:
+        with shop.pg.connect(role=shop.pg.admin) as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{taken}"')
+
+
+def test_a_retained_branch_deleted_before_it_is_active_keeps_nothing(shop: Project) -> None:
+    shop.apply_env("unfinished", {"source": "production", "mode": "System", "deletionPolicy": "Retain"},
+                   annotations={"envbranch.io/inject-pause": "credentials"})
+    wait_until(lambda: shop.status("unfinished").get("progress", {}).get("step") == "credentials"
+               and "Paused" in shop.event_reasons("unfinished"), timeout=60,
+               what="unfinished to pause at its credentials step")
+    uid = shop.uid("unfinished")
+    assert sorted(t.kind for t in shop.tagged(uid)) == ["database", "role"]  # made before the pause
+    assert shop.namespace_exists(f"{shop.namespace}-unfinished")
+    shop.delete_env("unfinished")
+    shop.wait_gone("unfinished", timeout=60)
+    assert_nothing_left(shop, "unfinished", uid)
 
 
 def test_a_credentials_secret_that_is_not_ours_is_never_overwritten(project: Project) -> None:
@@ -266,4 +355,4 @@ def test_a_shortened_ttl_takes_effect(shop: Project) -> None:
     wait_until(lambda: (shop.status("shortened").get("expiresAt") or before) < before or shop.env("shortened") is None,
                timeout=30, what="expiresAt to follow the new ttl")
     shop.wait_gone("shortened", timeout=60)
-    _assert_nothing_left(shop, "shortened", uid)
+    assert_nothing_left(shop, "shortened", uid)

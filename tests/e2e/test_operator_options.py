@@ -9,26 +9,56 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from envbranch.api.common import GROUP, VERSION
 from envbranch.testing.controlplane import ControlPlane
 from envbranch.testing.operator import E2E_OPERATOR_ENV, OPERATOR_USER, OperatorProcess
-from envbranch.testing.processes import wait_until
+from envbranch.testing.postgres import Postgres
+from envbranch.testing.scenario import Project, assert_nothing_left
 
 
 @pytest.mark.needs_local_operator
-def test_json_logs_are_one_json_object_per_line(controlplane: ControlPlane, k8s: client.ApiClient,
-                                                operator: OperatorProcess, tmp_path: Path) -> None:
-    # `operator` installed the CRDs and the operator role; this second operator watches one empty
-    # namespace only, so it never competes with the session's.
-    ns = f"scoped-{uuid.uuid4().hex[:6]}"
-    client.CoreV1Api(k8s).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+def test_a_namespace_scoped_operator_with_json_logs(controlplane: ControlPlane, k8s: client.ApiClient,
+                                                     operator: OperatorProcess, postgres: Postgres,
+                                                     tmp_path: Path) -> None:
+    # `operator` installed the CRDs and the operator role. The session's operator watches every
+    # namespace: it is stopped meanwhile, so whatever happens to an Environment is this one's doing.
+    suffix = uuid.uuid4().hex[:6]
+    inside = Project(k8s, f"scoped-{suffix}", postgres)
+    outside = Project(k8s, f"unwatched-{suffix}", postgres)
     log = tmp_path / "json.log"
     scoped = OperatorProcess(controlplane.kubeconfig_for(OPERATOR_USER), log, env=E2E_OPERATOR_ENV,
-                             args=("--json-logs", "--namespace", ns))
-    scoped.start()
+                             args=("--json-logs", "--namespace", inside.namespace))
+    operator.stop()
     try:
-        wait_until(lambda: len(scoped.log().splitlines()) >= 2, timeout=30, what="the operator to log")
+        scoped.start()
+        try:
+            for project in (inside, outside):
+                project.create_namespace(project.namespace)
+                project.create_server()
+                project.apply_env("root", {"database": {"serverRef": "main"}})
+            status = inside.wait_phase("root", "Active", "Failed", timeout=60)
+            assert status["phase"] == "Active", status
+            uid = inside.uid("root")
+            # The operator had its chance at both; the Environment and DatabaseServer outside are as
+            # the user wrote them: no finalizer, no status, no Kopf bookkeeping.
+            for plural, name in (("environments", "root"), ("databaseservers", "main")):
+                untouched = outside.custom.get_namespaced_custom_object(GROUP, VERSION, outside.namespace,
+                                                                        plural, name)
+                assert not untouched["metadata"].get("finalizers"), untouched["metadata"]
+                assert not untouched.get("status"), untouched
+                assert not any(k.startswith("operator.envbranch.io/")
+                               for k in untouched["metadata"].get("annotations") or {}), untouched["metadata"]
+            assert not outside.namespace_exists(f"{outside.namespace}-root")
+            assert outside.event_reasons("root") == []
+            inside.delete_env("root")
+            inside.wait_gone("root", timeout=60)
+            assert_nothing_left(inside, "root", uid)
+        finally:
+            scoped.stop()
     finally:
-        scoped.stop()
-        client.CoreV1Api(k8s).delete_namespace(ns)
+        # Nothing outside holds a finalizer: its namespace goes without any operator.
+        outside.delete_namespaces()
+        inside.delete_namespaces()
+        operator.start()
     records = [json.loads(line) for line in scoped.log().splitlines() if line.strip()]
     assert records and all(isinstance(r, dict) and r.get("message") for r in records)

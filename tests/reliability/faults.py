@@ -13,7 +13,7 @@ from envbranch import postgres as engine
 from envbranch.api.common import GROUP, VERSION
 from envbranch.testing.postgres import Postgres
 from envbranch.testing.processes import wait_until
-from envbranch.testing.scenario import Project
+from envbranch.testing.scenario import Project, assert_nothing_left  # noqa: F401 - shared by the tests here
 
 BIG_ROOT = "big"
 
@@ -106,19 +106,6 @@ def assert_converged(project: Project, name: str, status: dict[str, Any], *, sec
     with project.pg.connect() as conn:
         same_name = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (db,)).fetchone()
     assert same_name == (1,)
-
-
-def assert_nothing_left(project: Project, name: str, uid: str, timeout: float = 60) -> None:
-    """No namespace, no database or role tagged with the UID, no database of the branch's name."""
-    ns = f"{project.namespace}-{name}"
-    wait_until(lambda: not project.namespace_exists(ns), timeout=timeout, what=f"namespace {ns} to be gone")
-    assert project.tagged(uid) == []
-    with project.pg.connect() as conn:
-        left = conn.execute("SELECT datname FROM pg_database WHERE datname = %s",
-                            (engine.branch_database_name(project.namespace, name),)).fetchall()
-        roles = conn.execute("SELECT rolname FROM pg_roles WHERE rolname = %s",
-                             (engine.branch_role_name(project.namespace, name),)).fetchall()
-    assert left == [] and roles == []
 
 
 def stalled_message(status: dict[str, Any]) -> str:

@@ -71,15 +71,18 @@ def environments_using(namespace: str, server: str) -> list[str]:
     return sorted(users)
 
 
-def release_server(body: dict[str, Any]) -> None:
+def release_server(body: dict[str, Any], *, first_attempt: bool = True) -> None:
     """The DatabaseServer's finalizer: wait until no Environment needs the server, then let its admin
-    Secret go (unless another DatabaseServer still uses it)."""
+    Secret go (unless another DatabaseServer still uses it). The first wait is told in an Event."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     users = environments_using(namespace, name)
     if users:
-        raise Waiting("ServerInUse", f"DatabaseServer {name} is still used by Environment(s) {', '.join(users)}: "
-                      "waiting for them to be deleted", settings.current.source_wait)
+        message = (f"DatabaseServer {name} is still used by Environment(s) {', '.join(users)}: "
+                   "waiting for them to be deleted")
+        if first_attempt:
+            events.emit(body, "ServerInUse", message)
+        raise Waiting("ServerInUse", message, settings.current.source_wait)
     release_unused_admin_secrets(namespace)  # this server is being deleted: its Secret counts as unused
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,10 +162,46 @@ class Project:
             raise
         return True
 
-    def event_reasons(self, name: str) -> list[str]:
-        """The reasons of the Events about Environment `name`, oldest first."""
-        items = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={name}").items
-        return [e.reason for e in sorted(items, key=lambda e: e.metadata.creation_timestamp)]
+    def event_reasons(self, name: str, kind: str = "Environment") -> list[str]:
+        """The reasons of the Events about `kind` `name`, oldest first."""
+        return [reason for reason, _ in self.events(name, kind)]
+
+    def events(self, name: str, kind: str = "Environment") -> list[tuple[str, str]]:
+        """(reason, message) of the Events about `kind` `name`, oldest first."""
+        items = self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name},involvedObject.kind={kind}").items
+        return [(e.reason, e.message) for e in sorted(items, key=lambda e: e.metadata.creation_timestamp)]
+
+    def annotate(self, name: str, annotations: dict[str, str | None]) -> dict[str, Any]:
+        """Set (or, with None, remove) annotations of Environment `name`; the object as stored."""
+        return dict(self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "environments", name, {"metadata": {"annotations": annotations}}))
+
+    def database_exists(self, name: str) -> bool:
+        with self.pg.connect() as conn:
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+    def role_exists(self, name: str) -> bool:
+        with self.pg.connect() as conn:
+            return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is not None
+
+    def comment(self, kind: str, name: str) -> str | None:
+        """The comment (where envbranch keeps its tag) on a database or role, by name."""
+        query = {"database": "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                 "role": "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s"}[kind]
+        with self.pg.connect() as conn:
+            row = conn.execute(query, (name,)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def wait_reaper_pass(self, timeout: float = 60) -> None:
+        """Wait for a whole reaper pass that started after this call, grace included: an orphan role
+        planted now is dropped by the first pass that sees it once the grace has run out, and that
+        pass also drops anything orphaned before it (first seen no later than the canary)."""
+        canary_uid = str(uuid.uuid4())
+        canary = f"reaper_canary_{canary_uid[:8]}"
+        engine.create_branch_role(self.engine_server(), canary, canary_uid)
+        wait_until(lambda: not self.role_exists(canary), timeout=timeout,
+                   what=f"the reaper to drop the canary orphan role {canary}")
 
     def setup_production(self, dbname: str, namespace: str) -> list[dict[str, Any]]:
         """The production app: database, namespace with configuration, and its adopting root."""
@@ -176,3 +213,14 @@ class Project:
                                       "database": {"serverRef": self.server, "name": dbname}})
         self.wait_phase("production", "Active")
         return objects
+
+
+def assert_nothing_left(project: Project, name: str, uid: str, timeout: float = 60) -> None:
+    """Gone by name, not only untagged (a Delete that behaved like Retain would untag and keep): no
+    namespace, no database or role tagged with the UID, no database or role of the branch's name."""
+    ns = f"{project.namespace}-{name}"
+    wait_until(lambda: not project.namespace_exists(ns), timeout=timeout, what=f"namespace {ns} to be gone")
+    assert project.tagged(uid) == []
+    db, role = engine.branch_database_name(project.namespace, name), engine.branch_role_name(project.namespace, name)
+    assert not project.database_exists(db), f"database {db} is still there"
+    assert not project.role_exists(role), f"role {role} is still there"

@@ -60,12 +60,18 @@ def test_branch_follows_to_active_then_list_status_rename_delete(shop: Project) 
 
 @pytest.mark.usefixtures("cli")
 def test_a_failing_branch_exits_non_zero_with_the_reason(shop: Project) -> None:
-    shop.apply_env("doomed", {"source": "production", "mode": "System"},
-                   annotations={"envbranch.io/inject-fault": "database"})
-    result = runner.invoke(app, ["status", "doomed", "-n", shop.namespace])
-    assert result.exit_code == 0
+    # The branch's namespace is someone else's: the operator fails the branch at its namespace step.
+    shop.create_namespace(f"{shop.namespace}-doomed", labels={"team": "someone-else"})
+    failed = runner.invoke(app, ["branch", "doomed", "--from", "production", "-n", shop.namespace,
+                                 "--timeout", "120"])
+    assert failed.exit_code == 1, failed.output
+    assert "branch failed: NamespaceConflict" in failed.output, failed.output
+    assert f"namespace '{shop.namespace}-doomed' already exists" in failed.output, failed.output
+    assert "is Active" not in failed.output
+    assert shop.status("doomed")["phase"] == "Failed"
     bad = runner.invoke(app, ["branch", "x", "--from", "production", "--copy", "everything", "-n", shop.namespace])
     assert bad.exit_code == 1 and "unknown copy flag" in bad.output
+    assert shop.env("x") is None
 
 
 @pytest.mark.usefixtures("cli")
