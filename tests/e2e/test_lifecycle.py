@@ -298,27 +298,6 @@ def test_a_database_name_taken_by_someone_else_fails_and_is_left_alone(shop: Pro
     assert shop.database_exists(taken) and shop.comment("database", taken) is None
 
 
-def test_a_role_name_taken_by_someone_else_fails_and_is_left_alone(shop: Project) -> None:
-    taken = engine.branch_role_name(shop.namespace, "rolesquat")
-    with shop.pg.connect(role=shop.pg.admin) as conn:
-        conn.execute(f'CREATE ROLE "{taken}" NOLOGIN')
-        conn.execute(f"COMMENT ON ROLE \"{taken}\" IS 'someone else''s'")
-    try:
-        shop.apply_env("rolesquat", {"source": "production", "mode": "System"})
-        status = shop.wait_stalled("rolesquat")
-        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-        assert ready["reason"] == "RoleConflict", ready
-        assert status.get("inventory") in (None, [])
-        assert shop.role_exists(taken)
-        assert not shop.database_exists(engine.branch_database_name(shop.namespace, "rolesquat"))
-        shop.delete_env("rolesquat")
-        shop.wait_gone("rolesquat", timeout=60)
-        assert shop.role_exists(taken) and shop.comment("role", taken) == "someone else's"
-    finally:
-        with shop.pg.connect(role=shop.pg.admin) as conn:
-            conn.execute(f'DROP ROLE IF EXISTS "{taken}"')
-
-
 def test_a_retained_branch_deleted_before_it_is_active_keeps_nothing(shop: Project) -> None:
     shop.apply_env("unfinished", {"source": "production", "mode": "System", "deletionPolicy": "Retain"},
                    annotations={"envbranch.io/inject-pause": "credentials"})
