@@ -44,7 +44,8 @@ def test_full_branch_with_every_copy_flag(shop: Project) -> None:
         "project": shop.namespace, "environment": "staging", "parent": "production", "mode": "Full",
         "databaseHost": shop.pg.host, "databasePort": str(shop.pg.port),
         "databaseName": status["database"]["name"], "credentialsSecret": "staging-db"}
-    assert registration.metadata.labels == {"envbranch.io/environment": "staging"}
+    assert registration.metadata.labels == {"envbranch.io/environment": "staging",
+                                            "envbranch.io/uid": shop.uid("staging")}
     assert row_counts(shop.pg, status["database"]["name"]) == row_counts(shop.pg, src_db)
     # Configuration: everything but the auth provider, with the credentials and registration.
     assert _names(shop, ns) == {"uploads", "invoices", "routes", "webhooks", "cors", "oauth-shop-web", "app-env",

@@ -95,8 +95,9 @@ def probe(project: str, server_name: str) -> tuple[bool, str, str, dict[str, Any
     return True, "Connected", f"PostgreSQL {caps.version} at {server.host}:{server.port}, {tls.describe()}", {
         "version": caps.version, "versionNum": caps.version_num, "strategies": caps.strategies,
         "fileCopyClone": caps.file_copy_clone,
-        "tls": {"encrypted": tls.encrypted, "protocol": tls.protocol, "verified": tls.verified,
-                "clientCertificate": tls.client_certificate}}
+        # No null inside: a merge patch drops it, and the next probe would see a change that is not one.
+        "tls": {k: v for k, v in {"encrypted": tls.encrypted, "protocol": tls.protocol, "verified": tls.verified,
+                                  "clientCertificate": tls.client_certificate}.items() if v is not None}}
 
 
 def _result(result: engine.CloneResult) -> dict[str, Any]:
