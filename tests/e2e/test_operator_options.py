@@ -1,4 +1,5 @@
-"""The operator's own options: JSON logs for log shippers, and a namespace-scoped operator."""
+"""The operator's own options: JSON logs for log shippers, and a namespace-scoped operator running with
+the chart's namespaced RBAC."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import pytest
 from kubernetes import client
 
 from envbranch.api.common import GROUP, VERSION
+from envbranch.testing.admission import as_user
 from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.operator import E2E_OPERATOR_ENV, OPERATOR_USER, OperatorProcess
+from envbranch.testing.manifests import apply_rendered
+from envbranch.testing.operator import E2E_OPERATOR_ENV, OperatorProcess
 from envbranch.testing.postgres import Postgres
 from envbranch.testing.scenario import Project, assert_nothing_left
 
@@ -25,15 +28,27 @@ def test_a_namespace_scoped_operator_with_json_logs(controlplane: ControlPlane, 
     suffix = uuid.uuid4().hex[:6]
     inside = Project(k8s, f"scoped-{suffix}", postgres)
     outside = Project(k8s, f"unwatched-{suffix}", postgres)
+    # Installed as the chart installs it with watchNamespaces: its own ServiceAccount user, bound to
+    # a Role in the watched namespace and a ClusterRole holding only what branches need anywhere.
+    release, home = f"scoped{suffix}", f"scoped-op-{suffix}"
+    inside.create_namespace(inside.namespace)
+    inside.create_namespace(home)
+    for template in ("operator-rbac.yaml", "serviceaccount.yaml"):
+        apply_rendered(controlplane, template, namespace=home, release=release,
+                       values=(f"watchNamespaces={{{inside.namespace}}}",))
+    user = f"system:serviceaccount:{home}:envbranch-operator"
+    with pytest.raises(client.ApiException) as refused:  # nothing of envbranch.io outside the Role's namespace
+        as_user(controlplane, user).list_namespaced_custom_object(GROUP, VERSION, outside.namespace, "environments")
+    assert refused.value.status == 403
     log = tmp_path / "json.log"
-    scoped = OperatorProcess(controlplane.kubeconfig_for(OPERATOR_USER), log, env=E2E_OPERATOR_ENV,
+    scoped = OperatorProcess(controlplane.kubeconfig_for(user), log, env=E2E_OPERATOR_ENV,
                              args=("--json-logs", "--namespace", inside.namespace))
     operator.stop()
     try:
         scoped.start()
         try:
+            outside.create_namespace(outside.namespace)
             for project in (inside, outside):
-                project.create_namespace(project.namespace)
                 project.create_server()
                 project.apply_env("root", {"database": {"serverRef": "main"}})
             status = inside.wait_phase("root", "Active", "Failed", timeout=60)
@@ -59,6 +74,9 @@ def test_a_namespace_scoped_operator_with_json_logs(controlplane: ControlPlane, 
         # Nothing outside holds a finalizer: its namespace goes without any operator.
         outside.delete_namespaces()
         inside.delete_namespaces()
+        rbac = client.RbacAuthorizationV1Api(k8s)
+        rbac.delete_cluster_role_binding(f"{release}-operator")
+        rbac.delete_cluster_role(f"{release}-operator")
         operator.start()
     records = [json.loads(line) for line in scoped.log().splitlines() if line.strip()]
     assert records and all(isinstance(r, dict) and r.get("message") for r in records)

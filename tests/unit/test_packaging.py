@@ -21,7 +21,7 @@ def test_chart_crds_match_the_generated_crds() -> None:
 
 
 def test_plain_chart_manifests_are_valid_yaml_with_kinds() -> None:
-    for name in ("copy-policy.yaml", "user-roles.yaml", "operator-rbac.yaml"):
+    for name in ("copy-policy.yaml", "owner-policy.yaml", "user-roles.yaml"):
         docs = [d for d in yaml.safe_load_all((REPO / "charts/envbranch/templates" / name).read_text()) if d]
         assert docs and all("kind" in d and "apiVersion" in d for d in docs)
 

@@ -10,6 +10,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end }}
 
+{{/* The operator's ClusterRole (and Roles): envbranch-operator for the release named envbranch. */}}
+{{- define "envbranch.operatorRole" -}}
+{{ .Release.Name }}-operator
+{{- end }}
+
 {{- define "envbranch.serviceAccountName" -}}
 {{ .Values.serviceAccount.name }}
 {{- end }}

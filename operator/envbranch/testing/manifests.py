@@ -22,9 +22,11 @@ def apply(cp: ControlPlane, *names: str) -> None:
         cp.kubectl("apply", "-f", str(CHART_TEMPLATES / name))
 
 
-def apply_rendered(cp: ControlPlane, name: str, namespace: str = "envbranch-system") -> None:
-    """One template that needs Helm (the release's namespace, the ServiceAccount's name), rendered with
-    the chart's default values and applied."""
-    text = run_tool("helm", "template", RELEASE, str(CHART), "--namespace", namespace,
+def apply_rendered(cp: ControlPlane, name: str, namespace: str = "envbranch-system", release: str = RELEASE,
+                   values: tuple[str, ...] = ()) -> None:
+    """One template that needs Helm (the release's namespace and name, the ServiceAccount, values such
+    as watchNamespaces=...), rendered over the chart's default values and applied."""
+    sets = [arg for value in values for arg in ("--set", value)]
+    text = run_tool("helm", "template", release, str(CHART), "--namespace", namespace, *sets,
                     "--show-only", f"templates/{name}").stdout
     cp.kubectl("apply", "-f", "-", input=text)

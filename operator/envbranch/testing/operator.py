@@ -13,7 +13,7 @@ from kubernetes import client
 
 from envbranch.testing.controlplane import ControlPlane
 from envbranch.testing.crds import install_crds
-from envbranch.testing.manifests import apply, apply_rendered
+from envbranch.testing.manifests import apply_rendered
 from envbranch.testing.processes import ManagedProcess, ProcessExited, free_port, wait_until
 
 # The user the e2e operator runs as: the chart's ServiceAccount's user name (a client certificate can
@@ -90,7 +90,7 @@ def local_operator(cp: ControlPlane, api: client.ApiClient, log_path: Path,
     missing permission or a write outside the fence fails the suite, and the role lists nothing the
     suite does not need."""
     install_crds(api)
-    apply(cp, "operator-rbac.yaml")
+    apply_rendered(cp, "operator-rbac.yaml")
     apply_rendered(cp, "operator-fence.yaml")
     client.RbacAuthorizationV1Api(api).create_cluster_role_binding({
         "metadata": {"name": "envbranch-operator-e2e"},
