@@ -28,8 +28,9 @@ from envbranch.branching.config_copy import CATEGORY_LABEL
 from envbranch.branching.errors import BranchError
 from envbranch.cli import bundle as bundles
 from envbranch.cli import compare
+from envbranch.kube import access, configuration
 from envbranch.kube import client as kube
-from envbranch.kube import configuration
+from envbranch.kube.access import Need
 from envbranch.kube.configuration import Kind
 from envbranch.postgres import EngineError
 from envbranch.postgres import schema as pg_schema
@@ -317,6 +318,25 @@ def _schema_of(project: str, env: dict[str, Any]) -> tuple[str, str]:
     return db["name"], pg_schema.normalise_schema(pg_schema.schema_dump(server, db["name"]), db["name"])
 
 
+def _diff_needs(project: str, envs: tuple[dict[str, Any], ...], schema: bool, config: bool) -> list[Need]:
+    """`diff` reads the schemas with the DatabaseServer's admin Secret (so it needs to read Secrets in
+    the project) and the configuration from each runtime namespace (ConfigMaps and Secrets there)."""
+    needs = [Need("get", "secrets", project, "the DatabaseServer's admin Secret, to read the schemas")
+             ] if schema else []
+    if config:
+        for env in envs:
+            ns = _runtime_namespace(env)
+            needs += [Need("list", kind, ns, f"the configuration of {env['metadata']['name']}")
+                      for kind in ("configmaps", "secrets")]
+    return needs
+
+
+def _require(needs: list[Need], hint: str) -> None:
+    lacking = access.missing(needs)
+    if lacking:
+        raise CliError("you may not " + "; ".join(n.describe() for n in lacking) + f": {hint}")
+
+
 def _categorised(env: dict[str, Any]) -> list[tuple[Kind, dict[str, Any]]]:
     return configuration.list_both(_runtime_namespace(env), CATEGORY_LABEL)
 
@@ -335,6 +355,8 @@ def diff(a: str = typer.Argument(..., help="the first Environment"),
     by category. Secret values are never shown: only which keys differ."""
     with friendly_errors(namespace):
         env_a, env_b = _get(namespace, a), _get(namespace, b)
+        _require(_diff_needs(namespace, (env_a, env_b), schema, config),
+                 "leave out what you may not read with --no-schema or --no-config")
         data: dict[str, Any] = {"a": a, "b": b}
         if schema:
             db_a, schema_a = _schema_of(namespace, env_a)

@@ -10,13 +10,15 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 from typer.testing import CliRunner
 
 from envbranch.cli import main as cli_main
 from envbranch.cli.main import app, slug
 from envbranch.kube import client as kube
 from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.processes import free_port
+from envbranch.testing.manifests import apply
+from envbranch.testing.processes import free_port, wait_until
 from envbranch.testing.sample_app import shop_configuration
 from envbranch.testing.scenario import Project
 
@@ -340,3 +342,28 @@ def test_every_command_has_help_with_examples() -> None:
     for command in ("branch", "list", "status", "rename", "delete", "diff", "export", "import", "operator"):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "Examples:" in result.output and f"envbranch {command}" in result.output
+
+
+def test_diff_names_the_permissions_it_lacks(shop: Project, controlplane: ControlPlane,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A viewer of the project reads Environments but not Secrets, nor the runtime namespaces: diff says
+    which permissions it needs before reading anything."""
+    ns = shop.namespace
+    apply(controlplane, "user-roles.yaml")
+    client.RbacAuthorizationV1Api(shop.api).create_namespaced_role_binding(ns, {
+        "metadata": {"name": "vic-view"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "User", "name": "vic", "apiGroup": "rbac.authorization.k8s.io"}]})
+    monkeypatch.setenv("KUBECONFIG", str(controlplane.kubeconfig_for("vic")))
+    monkeypatch.setenv("COLUMNS", "400")
+    kube._client = None
+    try:
+        # The view role reaches Environments through aggregation, which the controller manager performs.
+        result = wait_until(lambda: (r := runner.invoke(app, ["diff", "production", "production", "-n", ns]))
+                            .exit_code == 1 and "you may not" in r.output and r, timeout=30,
+                            what="diff as a viewer to name what it lacks")
+        assert f"get secrets in {ns} (the DatabaseServer's admin Secret, to read the schemas)" in result.output
+        assert f"list configmaps in {ns}-prod (the configuration of production)" in result.output
+        assert "--no-schema or --no-config" in result.output
+    finally:
+        kube._client = None
