@@ -99,6 +99,7 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
         else:
             chosen = "Dump"
         if chosen == "Dump":
+            _require_dumpable(source, source_db)
             if not dump:
                 raise DumpNeeded()
             # pg_dump and psql read the TLS files at every connection: they stay for the whole copy.
@@ -120,6 +121,31 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
         raise classify(exc, (source.password, target.password)) from None
     progress("database", 100)
     return CloneResult(chosen, size, round(time.monotonic() - start, 3))
+
+
+# Objects only a superuser may create: a Dump, restored as the branch role, can never recreate them.
+_SUPERUSER_ONLY = (
+    "SELECT 'operator class ' || format('%I.%I', n.nspname, c.opcname) FROM pg_catalog.pg_opclass c "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.opcnamespace WHERE n.nspname NOT LIKE 'pg\\_%' "
+    "AND n.nspname <> 'information_schema' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
+    "WHERE d.classid = 'pg_catalog.pg_opclass'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e') "
+    "UNION ALL "
+    "SELECT 'operator family ' || format('%I.%I', n.nspname, f.opfname) FROM pg_catalog.pg_opfamily f "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = f.opfnamespace WHERE n.nspname NOT LIKE 'pg\\_%' "
+    "AND n.nspname <> 'information_schema' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
+    "WHERE d.classid = 'pg_catalog.pg_opfamily'::pg_catalog.regclass AND d.objid = f.oid AND d.deptype = 'e') "
+    "ORDER BY 1")
+
+
+def _require_dumpable(source: Server, source_db: str) -> None:
+    """Fail before anything is copied when the source holds what no Dump can recreate."""
+    with source.connect(source_db) as conn:
+        found = [str(row[0]) for row in conn.execute(_SUPERUSER_ONLY).fetchall()]
+    if found:
+        raise PermanentError(
+            f"source database {source_db} has {', '.join(found[:5])}{' and more' if len(found) > 5 else ''}: only a "
+            "superuser may create those, so a Dump (and every System branch) cannot copy it; branch it in Full "
+            "mode with strategy Template on the same server")
 
 
 def _template_can_fall_back(exc: EngineError) -> bool:

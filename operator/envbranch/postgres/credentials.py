@@ -116,6 +116,13 @@ _OBJECTS: list[tuple[str, str]] = [
     ("OPERATOR", "SELECT format('%I.%s(%s, %s)', n.nspname, o.oprname, coalesce(o.oprleft::regtype::text, "
                  "'NONE'), coalesce(o.oprright::regtype::text, 'NONE')) FROM pg_operator o JOIN pg_namespace n "
                  f"ON n.oid = o.oprnamespace WHERE {_USER_SCHEMA} AND " + _NOT_EXTENSION.format(oid="o.oid")),
+    # Operator classes and families (a Template copy can hold them; only a superuser creates them).
+    ("OPERATOR FAMILY", "SELECT format('%I.%I USING %I', n.nspname, f.opfname, am.amname) FROM pg_opfamily f "
+                        "JOIN pg_am am ON am.oid = f.opfmethod JOIN pg_namespace n ON n.oid = f.opfnamespace "
+                        f"WHERE {_USER_SCHEMA} AND " + _NOT_EXTENSION.format(oid="f.oid")),
+    ("OPERATOR CLASS", "SELECT format('%I.%I USING %I', n.nspname, c.opcname, am.amname) FROM pg_opclass c "
+                       "JOIN pg_am am ON am.oid = c.opcmethod JOIN pg_namespace n ON n.oid = c.opcnamespace "
+                       f"WHERE {_USER_SCHEMA} AND " + _NOT_EXTENSION.format(oid="c.oid")),
     # A publication FOR ALL TABLES can only be owned by a superuser: it stays with its owner.
     ("PUBLICATION", "SELECT quote_ident(pubname) FROM pg_publication WHERE NOT puballtables"),
     ("LARGE OBJECT", "SELECT oid::text FROM pg_largeobject_metadata"),
