@@ -38,6 +38,7 @@ CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO (
 CREATE TABLE "MixedCase Table" ("Weird Column" int PRIMARY KEY);
 CREATE TABLE "café" (naïve text);
 CREATE VIEW happy_people AS SELECT id, email FROM people WHERE mood = 'happy';
+CREATE RULE happy_people_no_delete AS ON DELETE TO happy_people DO INSTEAD NOTHING;
 CREATE MATERIALIZED VIEW invoice_totals AS SELECT person_id, sum(amount) AS total FROM billing.invoices GROUP BY 1;
 CREATE FUNCTION billing.touch() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN NEW.amount := round(NEW.amount, 2); RETURN NEW; END $$;
