@@ -32,11 +32,12 @@ pg15: ## install Debian's PostgreSQL 15 (the second server version tests run aga
 	@bash hack/apt-install.sh "tests run against PostgreSQL 18 only" postgresql-15
 	@bash hack/apt-install.sh "the reflink clone test is skipped" xfsprogs
 
-lint: venv ## ruff, mypy and shellcheck (installed best effort)
+lint: venv ## ruff, mypy, shellcheck (installed best effort) and actionlint (built from hack/actionlint, cached)
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/mypy
 	@bash hack/apt-install.sh "the shell scripts are only parsed (bash -n)" shellcheck
 	if command -v shellcheck >/dev/null; then shellcheck hack/*.sh .ci/run; fi
+	actionlint=$$(bash hack/build-actionlint.sh | tail -n1)/actionlint && "$$actionlint" .github/workflows/*.yml
 
 crds: venv ## regenerate crds/ from the pydantic models in envbranch.api
 	$(PY) -m envbranch.api.crdgen crds
