@@ -9,7 +9,7 @@ STATE := $(ENVBRANCH_CACHE)/local
 PYTEST_ARGS ?=
 
 .PHONY: help venv lint test test-unit test-integration test-e2e test-reliability controlplane tools \
-        up down demo crds bench e2e-kind pg15 clean
+        up down demo crds bench e2e-kind pg15 clean version
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -70,6 +70,10 @@ demo: venv controlplane ## the whole story: control plane, PostgreSQL, operator,
 bench: venv controlplane ## performance ratios, plots and the README table (not part of make test; BENCH_SCALES, BENCH_REPEAT)
 	@bash hack/apt-install.sh "the benchmark reports it as unavailable" pgcopydb xfsprogs
 	$(PY) -m bench
+
+version: ## set the release version: make version V=X.Y.Z (pyproject.toml, the chart, CHANGELOG.md; hack/set-version.sh)
+	@[ -n "$(V)" ] || { echo "usage: make version V=X.Y.Z" >&2; exit 1; }
+	bash hack/set-version.sh $(V)
 
 e2e-kind: ## for machines with Docker: build the image, create a kind cluster, run the e2e suite on it
 	bash hack/e2e-kind.sh

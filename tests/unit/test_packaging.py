@@ -1,15 +1,26 @@
-"""The chart carries the same CRDs as crds/, and the scripts that cannot run here at least parse."""
+"""The chart carries the same CRDs as crds/, the scripts that cannot run here at least parse, and one
+version (pyproject.toml) is followed by the chart and its default image, with CHANGELOG.md in Keep a
+Changelog's shape."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "envbranch"
+SET_VERSION = REPO / "hack" / "set-version.sh"
+RELEASE_NOTES = REPO / "hack" / "release-notes.sh"
+# The files hack/set-version.sh reads or writes.
+VERSIONED = ("pyproject.toml", "charts/envbranch/Chart.yaml", "charts/envbranch/values.yaml", "CHANGELOG.md")
 
 
 def test_chart_crds_match_the_generated_crds() -> None:
@@ -37,3 +48,109 @@ def test_shell_scripts_pass_shellcheck() -> None:
     scripts = sorted(str(p) for p in (REPO / "hack").glob("*.sh"))
     result = subprocess.run(["shellcheck", *scripts, str(REPO / ".ci/run")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+# -- one version -------------------------------------------------------------------------------------
+def _pyproject(root: Path = REPO) -> dict[str, Any]:
+    return tomllib.loads((root / "pyproject.toml").read_text())
+
+
+def _chart(root: Path = REPO) -> dict[str, Any]:
+    return dict(yaml.safe_load((root / "charts/envbranch/Chart.yaml").read_text()))
+
+
+def _values(root: Path = REPO) -> dict[str, Any]:
+    return dict(yaml.safe_load((root / "charts/envbranch/values.yaml").read_text()))
+
+
+def _versions(root: Path = REPO) -> dict[str, str]:
+    chart, image = _chart(root), _values(root)["image"]
+    return {"pyproject.toml version": _pyproject(root)["project"]["version"],
+            "Chart.yaml version": str(chart["version"]),
+            "Chart.yaml appVersion": str(chart["appVersion"]),
+            # "" follows appVersion (the Deployment template's `default .Chart.AppVersion`)
+            "values.yaml image.tag": str(image["tag"] or chart["appVersion"])}
+
+
+def test_one_version_for_the_package_the_chart_and_its_default_image() -> None:
+    versions = _versions()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", versions["pyproject.toml version"]), versions
+    assert len(set(versions.values())) == 1, f"run `make version V=X.Y.Z` — they disagree: {versions}"
+    deployment = (CHART / "templates/deployment.yaml").read_text()
+    assert 'image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"' in deployment
+    # The package states no version of its own: envbranch.__version__ is the installed metadata's.
+    assert "__version__ = version(\"envbranch\")" in (REPO / "operator/envbranch/__init__.py").read_text()
+    out = subprocess.run(["bash", str(SET_VERSION), "--check"], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+
+
+def _copy_versioned(tmp_path: Path) -> Path:
+    for name in VERSIONED:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, tmp_path / name)
+    return tmp_path
+
+
+def _run(script: Path, *args: str, root: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ENVBRANCH_ROOT": str(root), "RELEASE_DATE": "2031-02-03"}
+    return subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, check=False,
+                          timeout=30)
+
+
+@pytest.mark.parametrize(("file", "old", "new"), [
+    ("charts/envbranch/Chart.yaml", "\nversion: ", "\nversion: 9.9.9 #"),
+    ("charts/envbranch/Chart.yaml", "\nappVersion: ", "\nappVersion: \"9.9.9\" #"),
+    ("charts/envbranch/values.yaml", '\n  tag: ""', '\n  tag: "9.9.9"'),
+    ("pyproject.toml", '\nversion = "', '\nversion = "9.9.9" #"'),
+])
+def test_the_version_check_fails_when_one_disagrees(tmp_path: Path, file: str, old: str, new: str) -> None:
+    root = _copy_versioned(tmp_path)
+    text = (root / file).read_text()
+    assert old in text
+    (root / file).write_text(text.replace(old, new, 1))
+    assert len(set(_versions(root).values())) == 2
+    out = _run(SET_VERSION, "--check", root=root)
+    assert out.returncode == 1 and "9.9.9" in out.stderr, out.stdout + out.stderr
+
+
+def test_set_version_rewrites_every_place_and_starts_the_changelog_section(tmp_path: Path) -> None:
+    root = _copy_versioned(tmp_path)
+    unreleased = _run(RELEASE_NOTES, "Unreleased", str(root / "CHANGELOG.md"), root=root)
+    assert unreleased.returncode == 1  # the [Unreleased] heading has no date: never release notes
+    # The tag's version is checked against the files, CHANGELOG.md's section included.
+    assert _run(SET_VERSION, "--check", "9.8.7", root=root).returncode == 1
+    out = _run(SET_VERSION, "9.8.7", root=root)
+    assert out.returncode == 0, out.stderr
+    assert set(_versions(root).values()) == {"9.8.7"}
+    assert _run(SET_VERSION, "--check", "9.8.7", root=root).returncode == 0
+    changelog = (root / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]\n\n## [9.8.7] - 2031-02-03\n" in changelog
+    assert "[Unreleased]: https://github.com/envbranch/envbranch/compare/v9.8.7...HEAD" in changelog
+    notes = _run(RELEASE_NOTES, "9.8.7", str(root / "CHANGELOG.md"), root=root)
+    assert notes.returncode == 0 and notes.stdout.startswith("### "), notes.stdout + notes.stderr
+    assert "## " not in notes.stdout.replace("### ", "") and "[Unreleased]:" not in notes.stdout
+    # The next release links its section to the comparison with this one.
+    fixed = "## [Unreleased]\n\n### Fixed\n\n- x\n"
+    (root / "CHANGELOG.md").write_text(changelog.replace("## [Unreleased]\n", fixed, 1))
+    assert _run(SET_VERSION, "9.9.0", root=root).returncode == 0
+    changelog = (root / "CHANGELOG.md").read_text()
+    assert "[9.9.0]: https://github.com/envbranch/envbranch/compare/v9.8.7...v9.9.0" in changelog
+    assert _run(RELEASE_NOTES, "9.9.0", str(root / "CHANGELOG.md"), root=root).stdout == "### Fixed\n\n- x\n"
+    assert _run(SET_VERSION, "1.2", root=root).returncode == 1
+    assert _run(SET_VERSION, "v1.2.3", root=root).returncode == 1
+
+
+def test_changelog_follows_keep_a_changelog() -> None:
+    text = (REPO / "CHANGELOG.md").read_text()
+    assert text.startswith("# Changelog\n")
+    headings = re.findall(r"(?m)^## (.*)$", text)
+    assert headings and headings[0] == "[Unreleased]", headings
+    released = [re.fullmatch(r"\[(\d+)\.(\d+)\.(\d+)\] - \d{4}-\d{2}-\d{2}", h) for h in headings[1:]]
+    assert all(released), headings
+    numbers = [tuple(int(g) for g in m.groups()) for m in released if m]
+    assert numbers == sorted(numbers, reverse=True), "newest release first"
+    for heading in headings:
+        name = heading.split("]")[0] + "]"
+        assert re.search(rf"(?m)^{re.escape(name)}: https://", text), f"no link for {name}"
+    kinds = set(re.findall(r"(?m)^### (.*)$", text))
+    assert kinds and kinds <= {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}, kinds
