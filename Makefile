@@ -7,9 +7,10 @@ PY := $(VENV)/bin/python
 export ENVBRANCH_CACHE ?= $(HOME)/.cache/envbranch
 STATE := $(ENVBRANCH_CACHE)/local
 PYTEST_ARGS ?=
+DIST ?= dist
 
 .PHONY: help venv lint test test-unit test-integration test-e2e test-reliability controlplane tools \
-        up down demo crds bench e2e-kind pg15 clean
+        up down demo crds bench e2e-kind pg15 clean dist krew chart version
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -32,11 +33,12 @@ pg15: ## install Debian's PostgreSQL 15 (the second server version tests run aga
 	@bash hack/apt-install.sh "tests run against PostgreSQL 18 only" postgresql-15
 	@bash hack/apt-install.sh "the reflink clone test is skipped" xfsprogs
 
-lint: venv ## ruff, mypy and shellcheck (installed best effort)
-	$(VENV)/bin/ruff check operator tests bench
+lint: venv ## ruff, mypy, shellcheck (installed best effort) and actionlint (built from hack/actionlint, cached)
+	$(VENV)/bin/ruff check operator tests bench krew
 	$(VENV)/bin/mypy
 	@bash hack/apt-install.sh "the shell scripts are only parsed (bash -n)" shellcheck
 	if command -v shellcheck >/dev/null; then shellcheck hack/*.sh .ci/run; fi
+	actionlint=$$(bash hack/build-actionlint.sh | tail -n1)/actionlint && "$$actionlint" .github/workflows/*.yml
 
 crds: venv ## regenerate crds/ from the pydantic models in envbranch.api
 	$(PY) -m envbranch.api.crdgen crds
@@ -69,6 +71,21 @@ demo: venv controlplane ## the whole story: control plane, PostgreSQL, operator,
 bench: venv controlplane ## performance ratios, plots and the README table (not part of make test; BENCH_SCALES, BENCH_REPEAT)
 	@bash hack/apt-install.sh "the benchmark reports it as unavailable" pgcopydb xfsprogs
 	$(PY) -m bench
+
+dist: venv ## build the wheel and sdist into $(DIST)/ (python -m build, its build tools pinned by constraints.txt) and twine check them
+	rm -f $(DIST)/envbranch-*.whl $(DIST)/envbranch-*.tar.gz
+	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(PY) -m build --outdir $(DIST) .
+	$(PY) -m twine check --strict $(DIST)/envbranch-*.whl $(DIST)/envbranch-*.tar.gz
+
+krew: dist ## the krew plugin archive and its manifest into $(DIST)/krew/ (hack/krew-archive.sh)
+	bash hack/krew-archive.sh $(DIST) $(DIST)/krew
+
+chart: tools ## package the chart into $(DIST)/chart/ (helm package)
+	helm=$$(bash hack/build-tools.sh | tail -n1)/helm && "$$helm" package charts/envbranch --destination $(DIST)/chart
+
+version: ## set the release version: make version V=X.Y.Z (pyproject.toml, the chart, CHANGELOG.md; hack/set-version.sh)
+	@[ -n "$(V)" ] || { echo "usage: make version V=X.Y.Z" >&2; exit 1; }
+	bash hack/set-version.sh $(V)
 
 e2e-kind: ## for machines with Docker: build the image, create a kind cluster, run the e2e suite on it
 	bash hack/e2e-kind.sh
