@@ -50,12 +50,12 @@ def run_tool(name: str, *args: str, input: str | None = None, check: bool = True
 
 
 def render_chart(values: dict[str, Any] | None = None, *, namespace: str = "envbranch-system",
-                 include_crds: bool = True) -> str:
+                 include_crds: bool = True, release: str = RELEASE) -> str:
     """`helm template` of charts/envbranch with these values (merged over values.yaml)."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="envbranch-values-") as f:
         yaml.safe_dump(values or {}, f)
         f.flush()
-        args = ["template", RELEASE, str(CHART), "--namespace", namespace, "--values", f.name]
+        args = ["template", release, str(CHART), "--namespace", namespace, "--values", f.name]
         return run_tool("helm", *args, *(["--include-crds"] if include_crds else [])).stdout
 
 
