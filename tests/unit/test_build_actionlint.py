@@ -5,22 +5,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from envbranch.testing.buildscripts import run_at_once, with_fake_go
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "hack" / "build-actionlint.sh"
 MODULE = REPO / "hack" / "actionlint"
-FAKE_GO = """#!/usr/bin/env bash
-echo "$CGO_ENABLED $PWD $*" >> "$FAKE_GO_CALLS"
-sleep 1
-while [ $# -gt 0 ]; do
-  if [ "$1" = -o ]; then out=$2; fi
-  shift
-done
-printf '#!/bin/sh\\n' > "$out/actionlint"; chmod +x "$out/actionlint"
-"""
 
 
 def _version() -> str:
@@ -44,20 +35,8 @@ def test_make_lint_runs_actionlint_on_the_workflows() -> None:
 
 
 def test_concurrent_runs_build_once_and_later_runs_not_at_all(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "go").write_text(FAKE_GO)
-    (bin_dir / "go").chmod(0o755)
-    calls = tmp_path / "calls"
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ENVBRANCH_CACHE": str(tmp_path / "cache"),
-           "FAKE_GO_CALLS": str(calls)}
-
-    def run() -> str:
-        out = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, check=True, timeout=60)
-        return out.stdout.strip().splitlines()[-1]
-
-    with ThreadPoolExecutor(3) as pool:
-        folders = set(pool.map(lambda _: run(), range(3)))
+    run, calls = with_fake_go(SCRIPT, tmp_path, ("actionlint",))
+    folders = run_at_once(run)
     expected = tmp_path / "cache" / f"actionlint-{_version()}"
     assert folders == {str(expected)}
     assert os.access(expected / "actionlint", os.X_OK)
