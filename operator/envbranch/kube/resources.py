@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 from typing import Any, Literal
 
-from envbranch.api.common import GROUP, VERSION
+from envbranch.api.common import DATABASESERVERS, ENVIRONMENTS, GROUP, VERSION
 from envbranch.kube.client import core, custom, get_or_none
 
-ENVIRONMENTS = "environments"
-DATABASESERVERS = "databaseservers"
+__all__ = ["DATABASESERVERS", "ENVIRONMENTS", "delete", "get", "list_in", "patch_status", "read_secret_values",
+           "read_values", "secret_finalizers", "secrets_with_finalizer", "set_secret_finalizer"]
 
 
 def get(plural: str, namespace: str, name: str) -> dict[str, Any] | None:

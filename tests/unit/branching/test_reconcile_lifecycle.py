@@ -9,7 +9,7 @@ import pytest
 from core_fakes import PROJECT, SERVER, World
 
 from envbranch import postgres as engine
-from envbranch.branching import environment
+from envbranch.branching import environment, watch
 from envbranch.branching.errors import Transient, Waiting
 
 NS = f"{PROJECT}-feature"
@@ -168,7 +168,7 @@ def test_a_full_dump_runs_in_the_copy_lane_and_is_picked_up(world: World) -> Non
 
 def test_deleting_during_a_copy_cuts_it_off_and_leaves_removal_to_the_finalizer(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(environment.EnvironmentRun, "DELETION_POLL_S", 0.05)
+    monkeypatch.setattr(watch, "DELETION_POLL_S", 0.05)
     world.add_active_source()
     world.add_env("feature", BRANCH)
     world.pg.clone_gate = threading.Event()
