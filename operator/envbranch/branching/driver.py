@@ -6,7 +6,7 @@ from __future__ import annotations
 from envbranch import metrics
 from envbranch.api import common
 from envbranch.api.environment import Progress
-from envbranch.branching import database, hooks, watch
+from envbranch.branching import errors, hooks, watch
 from envbranch.branching.conditions import get_condition
 from envbranch.branching.errors import Cancelled, Invalid, StepFailed, Transient, Waiting
 from envbranch.branching.removal import remove_inventory
@@ -49,11 +49,11 @@ def branch(run: Run, retry: int) -> None:
         fail_and_roll_back(run, clock, exc.step, exc.reason, exc.message)
         return
     except Exception as exc:
-        if database.is_transient(exc) and retry < MAX_TRANSIENT_RETRIES:
+        if errors.is_transient(exc) and retry < MAX_TRANSIENT_RETRIES:
             # Said like the Transient above (a sibling except clause would not see this one).
-            run.event("Retrying", f"step {step.reported}: {database.describe(exc)}", warning=True)
-            raise Transient(step.reported, type(exc).__name__, database.describe(exc)) from exc
-        fail_and_roll_back(run, clock, step.reported, "Error", database.describe(exc))
+            run.event("Retrying", f"step {step.reported}: {errors.describe(exc)}", warning=True)
+            raise Transient(step.reported, type(exc).__name__, errors.describe(exc)) from exc
+        fail_and_roll_back(run, clock, step.reported, "Error", errors.describe(exc))
         return
     what = activate.activate(run)
     clock.observe_branch(run, "Active")

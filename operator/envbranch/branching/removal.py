@@ -3,7 +3,7 @@ verified gone, and dropped from the inventory once it is."""
 
 from __future__ import annotations
 
-from envbranch.branching import database
+from envbranch.branching import errors
 from envbranch.branching.errors import Transient
 from envbranch.branching.inventory import Entry, entries, without_entry
 from envbranch.branching.run import Run
@@ -28,4 +28,4 @@ def remove_inventory(run: Run, purpose: str) -> None:
     except Transient:
         raise
     except Exception as exc:
-        raise Transient(purpose, "CleanupIncomplete", f"{purpose}: {database.describe(exc)}") from exc
+        raise Transient(purpose, "CleanupIncomplete", f"{purpose}: {errors.describe(exc)}") from exc

@@ -7,7 +7,7 @@ from typing import Any
 from envbranch import settings
 from envbranch.api import common
 from envbranch.api.common import Condition, now_rfc3339
-from envbranch.branching import database
+from envbranch.branching import connection
 from envbranch.branching.conditions import is_true, set_condition
 from envbranch.branching.errors import Waiting
 from envbranch.kube import events, resources
@@ -24,7 +24,7 @@ def probe_server(body: dict[str, Any]) -> bool:
     protect_admin_secret(body)
     status: dict[str, Any] = dict(body.get("status") or {})
     generation = int(meta.get("generation") or 1)
-    ok, reason, message, caps = database.probe(meta["namespace"], meta["name"])
+    ok, reason, message, caps = connection.probe(meta["namespace"], meta["name"])
     had = [Condition.model_validate(c) for c in status.get("conditions") or []]
     conds = set_condition(had, common.CONDITION_READY, ok, reason, message, generation)
     wanted: dict[str, Any] = {"conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in conds],

@@ -1,15 +1,17 @@
-"""The deletion watch: Kopf runs the finalizer only after the reconcile returns, so while the steps
-run a thread looks for the Environment being deleted and cuts the copy under way off."""
+"""Waiting on the cluster. The deletion watch: Kopf runs the finalizer only after the reconcile
+returns, so while the steps run a thread looks for the Environment being deleted and cuts the copy
+under way off. And wait_for, which polls until something is really gone."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from envbranch.branching import database
-from envbranch.branching.errors import Cancelled
+from envbranch.branching.errors import Cancelled, Transient
 from envbranch.branching.run import Run
 from envbranch.branching.step import Plan
 from envbranch.kube import resources
@@ -73,3 +75,12 @@ def cut_off_copy(project: str, server: str, name: str, uid: str) -> None:
     """Drop the branch database a copy writes into, which ends the copy with an error."""
     with contextlib.suppress(Exception):  # not there yet, or not ours: nothing to cut off
         database.drop_database(project, server, name, uid)
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    """Poll a real condition; a wait that runs out becomes a retry, not a failure."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise Transient("cleanup", "StillPresent", f"timed out waiting for {what}")
+        time.sleep(0.5)

@@ -23,7 +23,7 @@ from rich.table import Table
 from urllib3.exceptions import HTTPError
 
 from envbranch.api.common import API_VERSION, GROUP, VERSION
-from envbranch.branching import database
+from envbranch.branching import connection
 from envbranch.branching.config_copy import CATEGORY_LABEL
 from envbranch.branching.errors import BranchError
 from envbranch.cli import bundle as bundles
@@ -313,7 +313,7 @@ def _schema_of(project: str, env: dict[str, Any]) -> tuple[str, str]:
     if not db.get("server") or not db.get("name"):
         raise CliError(f"Environment {env['metadata']['name']!r} has no database yet "
                        f"(phase {(env.get('status') or {}).get('phase', 'Pending')})")
-    server = database.server_info(project, db["server"])
+    server = connection.server_info(project, db["server"])
     return db["name"], pg_schema.normalise_schema(pg_schema.schema_dump(server, db["name"]), db["name"])
 
 

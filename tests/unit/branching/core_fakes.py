@@ -15,7 +15,7 @@ from kubernetes import client
 from envbranch import postgres as engine
 from envbranch import settings
 from envbranch.api import common
-from envbranch.branching import copy_lane, database, environment
+from envbranch.branching import connection, copy_lane, database, environment
 from envbranch.branching.errors import StepFailed
 from envbranch.kube import configuration, events, namespaces, resources
 
@@ -292,7 +292,8 @@ def install(monkeypatch: pytest.MonkeyPatch) -> World:
         monkeypatch.setattr(configuration, name, getattr(kube, name))
     monkeypatch.setattr(configuration, "delete", kube.delete_config)
     monkeypatch.setattr(events, "emit", kube.emit)
-    for name in ("server_info", "require_database", "public_can_connect", "tagged_uid", "create_owner_role",
+    monkeypatch.setattr(connection, "server_info", pg.server_info)
+    for name in ("require_database", "public_can_connect", "tagged_uid", "create_owner_role",
                  "create_empty", "clone", "role_exists", "create_role", "drop_database", "drop_role", "untag"):
         monkeypatch.setattr(database, name, getattr(pg, name))
     monkeypatch.setattr(settings, "current", settings.OperatorSettings(fault_injection=True, source_wait=5))

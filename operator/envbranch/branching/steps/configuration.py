@@ -4,7 +4,7 @@ copy flags ask (the transformation is config_copy.py's)."""
 from __future__ import annotations
 
 from envbranch.api import common
-from envbranch.branching import config_copy, database, hooks
+from envbranch.branching import config_copy, hooks, watch
 from envbranch.branching.errors import StepFailed
 from envbranch.branching.inventory import Entry
 from envbranch.branching.run import Run
@@ -56,7 +56,7 @@ def undo(run: Run, entry: Entry) -> None:
     kind: Kind = "ConfigMap" if entry.kind == "ConfigMap" else "Secret"
     if run.owns(configuration.read(kind, entry.namespace, entry.name)):
         configuration.delete(kind, entry.namespace, entry.name)
-        database.wait_for(lambda: configuration.gone(kind, entry.namespace or "", entry.name),
+        watch.wait_for(lambda: configuration.gone(kind, entry.namespace or "", entry.name),
                           f"{entry.describe()} to go")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from envbranch.api import common
-from envbranch.branching import database
+from envbranch.branching import watch
 from envbranch.branching.errors import StepFailed
 from envbranch.branching.inventory import Entry
 from envbranch.branching.run import Run
@@ -32,7 +32,7 @@ def undo(run: Run, entry: Entry) -> None:
     ns = namespaces.read_namespace(entry.name)
     if ns is not None and (ns.metadata.labels or {}).get(common.LABEL_UID) == run.uid:
         namespaces.delete_namespace(entry.name)
-        database.wait_for(lambda: namespaces.namespace_gone(entry.name), f"namespace {entry.name} to go")
+        watch.wait_for(lambda: namespaces.namespace_gone(entry.name), f"namespace {entry.name} to go")
 
 
 STEP = Step("namespace", make, percent=10, undo={"Namespace": undo})

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from envbranch.branching import database
+from envbranch.branching import connection
 from envbranch.branching.run import Run
 from envbranch.branching.step import Plan, Step
 
 
 def make(run: Run, plan: Plan) -> None:
-    run.server = database.server_info(run.project, plan.server_name)
+    run.server = connection.server_info(run.project, plan.server_name)
 
 
 STEP = Step("server", make, part_of="namespace")
