@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from envbranch import postgres as engine
+from envbranch.api.environment import Mode, Strategy
 from envbranch.branching import connection
 from envbranch.branching.errors import StepFailed
 from envbranch.kube import namespaces as kube_namespaces
@@ -20,8 +21,8 @@ def _result(result: engine.CloneResult) -> dict[str, Any]:
     return {"strategy": result.strategy, "bytes": result.bytes, "seconds": result.seconds}
 
 
-def clone(project: str, *, source_server: str, source_database: str, server: str, database: str, mode: str,
-          strategy: str, uid: str, progress: Callable[[str, int], None], owner: str | None = None,
+def clone(project: str, *, source_server: str, source_database: str, server: str, database: str, mode: Mode,
+          strategy: Strategy, uid: str, progress: Callable[[str, int], None], owner: str | None = None,
           dump: bool = True) -> dict[str, Any]:
     source = connection.server_info(project, source_server)
     target = source if server == source_server else connection.server_info(project, server)
@@ -32,8 +33,8 @@ def clone(project: str, *, source_server: str, source_database: str, server: str
                                  f"{server} and is not this environment's")
             # Ours, from a run that stopped before recording it: start the copy again.
             engine.drop_database(target, database, uid)
-    result = engine.clone_database(source, source_database, target, database, mode=mode,  # type: ignore[arg-type]
-                                   strategy=strategy, uid=uid, progress=progress,  # type: ignore[arg-type]
+    result = engine.clone_database(source, source_database, target, database, mode=mode,
+                                   strategy=strategy, uid=uid, progress=progress,
                                    owner=owner, dump=dump)
     return _result(result)
 

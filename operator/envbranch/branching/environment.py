@@ -8,9 +8,11 @@ created; rollback and deletion remove the inventory in reverse order and verify 
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from envbranch.api import common
+from envbranch.api.environment import expiry
 from envbranch.branching import copy_lane, database, driver, watch
 from envbranch.branching.errors import Invalid, Waiting
 from envbranch.branching.inventory import entries
@@ -82,6 +84,11 @@ def stop_copy(run: Run) -> None:
         if not job.finished.wait(5):
             raise Waiting("StoppingCopy", "waiting for the copy under way to stop", 1)
     copy_lane.LANE.forget(run.uid)
+
+
+def seconds_left(body: dict[str, Any], ttl: str) -> float:
+    """How long until the ttl of the Environment `body` has passed (negative once it has)."""
+    return (expiry(body["metadata"]["creationTimestamp"], ttl) - dt.datetime.now(dt.UTC)).total_seconds()
 
 
 def expire_environment(body: dict[str, Any], ttl: str) -> None:

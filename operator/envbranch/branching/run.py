@@ -10,8 +10,8 @@ from pydantic import BaseModel
 
 from envbranch import postgres as engine
 from envbranch.api import common
-from envbranch.api.common import format_rfc3339, parse_rfc3339
-from envbranch.api.environment import EnvironmentSpec, EnvironmentStatus, Progress, parse_ttl
+from envbranch.api.common import format_rfc3339
+from envbranch.api.environment import EnvironmentSpec, EnvironmentStatus, Progress, expiry
 from envbranch.branching.conditions import Condition, set_condition
 from envbranch.branching.inventory import Entry, entries, with_entry
 from envbranch.kube import events, resources
@@ -118,5 +118,4 @@ class Run:
     def expires_at(self) -> str | None:
         if not self.spec.ttl:
             return None
-        created = parse_rfc3339(self.body["metadata"]["creationTimestamp"])
-        return format_rfc3339(created + parse_ttl(self.spec.ttl))
+        return format_rfc3339(expiry(self.body["metadata"]["creationTimestamp"], self.spec.ttl))

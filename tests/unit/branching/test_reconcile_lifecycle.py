@@ -181,3 +181,10 @@ def test_deleting_during_a_copy_cuts_it_off_and_leaves_removal_to_the_finalizer(
     assert world.status("feature")["phase"] == "Branching"
     world.delete("feature")
     assert not world.kube.namespaces and not world.pg.roles
+
+
+def test_the_time_left_counts_from_creation(world: World) -> None:
+    body = world.add_env("production", {"ttl": "1h30m"})
+    assert environment.seconds_left(body, "1h30m") > 0
+    body["metadata"]["creationTimestamp"] = "2020-01-01T00:00:00Z"
+    assert environment.seconds_left(body, "1h30m") < 0

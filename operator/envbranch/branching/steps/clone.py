@@ -9,6 +9,7 @@ from typing import Any
 
 from envbranch import postgres as engine
 from envbranch.api import common
+from envbranch.api.environment import Strategy
 from envbranch.branching import copy_lane, database
 from envbranch.branching.errors import Waiting
 from envbranch.branching.run import Run
@@ -44,7 +45,7 @@ def clone(run: Run, plan: Plan) -> dict[str, Any]:
     return job.outcome()
 
 
-def _copier(run: Run, plan: Plan) -> Callable[[str, bool], dict[str, Any]]:
+def _copier(run: Run, plan: Plan) -> Callable[[Strategy, bool], dict[str, Any]]:
     """copy(strategy, dump) -> result, reporting progress at most once a second (progress must not
     flood the API server)."""
     assert plan.source_server and plan.source_database and run.spec.mode
@@ -56,7 +57,7 @@ def _copier(run: Run, plan: Plan) -> Callable[[str, bool], dict[str, Any]]:
             last[0] = time.monotonic()
             run.progress("database", 20 + percent * 60 // 100)
 
-    def copy(strategy: str, dump: bool) -> dict[str, Any]:
+    def copy(strategy: Strategy, dump: bool) -> dict[str, Any]:
         return database.clone(run.project, source_server=source_server, source_database=source_database,
                               server=plan.server_name, database=plan.database, mode=mode, strategy=strategy,
                               uid=run.uid, progress=report, owner=plan.role, dump=dump)
