@@ -30,20 +30,20 @@ class Invalid(BranchError):
     """The spec cannot be honoured; found before anything was created."""
 
 
-class StepFailed(BranchError):
+class StepError(BranchError):
+    """An error of a named step (the one failures and retries are reported against)."""
+
+    def __init__(self, step: str, reason: str, message: str) -> None:
+        super().__init__(reason, message)
+        self.step = step
+
+
+class StepFailed(StepError):
     """A step failed in a way retries cannot cure: roll back."""
 
-    def __init__(self, step: str, reason: str, message: str) -> None:
-        super().__init__(reason, message)
-        self.step = step
 
-
-class Transient(BranchError):
+class Transient(StepError):
     """Worth retrying with backoff (connection refused, conflicts, 5xx, a busy source)."""
-
-    def __init__(self, step: str, reason: str, message: str) -> None:
-        super().__init__(reason, message)
-        self.step = step
 
 
 class Cancelled(BranchError):
