@@ -28,7 +28,7 @@ def probe_server(body: dict[str, Any]) -> bool:
     had = [Condition.model_validate(c) for c in status.get("conditions") or []]
     conds = set_condition(had, common.CONDITION_READY, ok, reason, message, generation)
     wanted: dict[str, Any] = {"conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in conds],
-                              "observedGeneration": generation, **caps}
+                              "observedGeneration": generation, **{k: _as_stored(v) for k, v in caps.items()}}
     changed = {k: v for k, v in wanted.items() if status.get(k) != v}
     if changed:
         changed["lastProbeTime"] = now_rfc3339()
@@ -36,6 +36,14 @@ def probe_server(body: dict[str, Any]) -> bool:
         if ok != is_true(had, common.CONDITION_READY) or "conditions" not in status:
             events.emit(body, reason, message, warning=not ok)
     return ok
+
+
+def _as_stored(value: Any) -> Any:
+    """A value as the API server keeps it after a merge patch: nulls inside an object are dropped (so
+    an unset field, e.g. tls.protocol without TLS, is no change on the next probe)."""
+    if isinstance(value, dict):
+        return {k: _as_stored(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def _needed_secrets(body: dict[str, Any]) -> set[str]:
