@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -14,13 +13,12 @@ from kopf._core.actions.execution import HandlerChildrenRetry
 
 from envbranch import health, settings
 from envbranch.api import common
-from envbranch.api.environment import parse_ttl
 from envbranch.branching import database, environment, reaper, servers
 from envbranch.branching.errors import Transient, Waiting
 
 _registry = kopf.OperatorRegistry()
-ENVIRONMENTS = (common.GROUP, common.VERSION, "environments")
-DATABASESERVERS = (common.GROUP, common.VERSION, "databaseservers")
+ENVIRONMENTS = (common.GROUP, common.VERSION, common.ENVIRONMENTS)
+DATABASESERVERS = (common.GROUP, common.VERSION, common.DATABASESERVERS)
 KOPF_PREFIX = f"operator.{common.GROUP}"
 
 
@@ -93,14 +91,8 @@ def delete_environment(body: kopf.Body, retry: int, **_: Any) -> None:
 async def expire_environment(body: kopf.Body, spec: kopf.Spec, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """An asyncio task per Environment with a ttl: waiting holds no thread, so how many may wait is
     bounded by memory, not by --concurrency. Only the final delete borrows a thread, briefly."""
-    meta = body["metadata"]
-    created = dt.datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00"))
-
-    def remaining() -> float:
-        # `spec` is a live view: a ttl changed meanwhile counts from the next tick.
-        return (created + parse_ttl(spec["ttl"]) - dt.datetime.now(dt.UTC)).total_seconds()
-
-    while (left := remaining()) > 0:
+    # `spec` is a live view: a ttl changed meanwhile counts from the next tick.
+    while (left := environment.seconds_left(dict(body), str(spec["ttl"]))) > 0:
         if await stopped.wait(min(left, 10)):
             return
     await asyncio.to_thread(environment.expire_environment, dict(body), str(spec["ttl"]))

@@ -1,7 +1,9 @@
-"""Names shared by both resources: group, version, labels, annotations, conditions, phases."""
+"""Names shared by both resources and every package: group, version, plurals, labels, annotations,
+conditions, phases, resource names, timestamps; and the Condition model."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,6 +41,21 @@ PHASE_ACTIVE = "Active"
 PHASE_FAILED = "Failed"
 PHASE_DELETING = "Deleting"
 
+# Resource plurals, and the names of what an environment makes.
+ENVIRONMENTS = "environments"
+DATABASESERVERS = "databaseservers"
+REGISTRATION_CONFIGMAP = "envbranch-environment"
+
+
+def namespace_name(project: str, environment: str) -> str:
+    """An environment's own namespace, unless it adopts one."""
+    return f"{project}-{environment}"
+
+
+def credentials_secret_name(environment: str) -> str:
+    return f"{environment}-db"
+
+
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -60,6 +77,25 @@ class Condition(Model):
                                       description="When the status last changed.")
     observed_generation: int | None = Field(default=None, ge=0,
                                             description="The .metadata.generation the condition was set for.")
+
+
+def conditions_of(obj: dict[str, Any] | None) -> list[Condition]:
+    """The status.conditions of an object read from the API, as models."""
+    return [Condition.model_validate(c) for c in ((obj or {}).get("status") or {}).get("conditions") or []]
+
+
+def now_rfc3339() -> str:
+    """Now, as Kubernetes writes timestamps."""
+    return format_rfc3339(dt.datetime.now(dt.UTC))
+
+
+def format_rfc3339(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(value: str) -> dt.datetime:
+    """A Kubernetes timestamp (creationTimestamp, lastTransitionTime) as an aware datetime."""
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def cel(rule: str, message: str) -> dict[str, Any]:

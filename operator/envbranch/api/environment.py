@@ -9,7 +9,7 @@ from typing import Any, Literal, cast
 from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from envbranch.api.common import DNS_LABEL, Condition, Model, cel
+from envbranch.api.common import DNS_LABEL, Condition, Model, cel, parse_rfc3339
 
 Mode = Literal["Full", "System"]
 Strategy = Literal["Auto", "Template", "Dump"]
@@ -26,6 +26,11 @@ def parse_ttl(value: str) -> dt.timedelta:
     if not re.fullmatch(TTL_PATTERN, value):
         raise ValueError(f"invalid ttl {value!r}: use a duration such as 72h, 90m, 1h30m or 7d")
     return dt.timedelta(seconds=sum(int(n) * _TTL_UNIT[u] for n, u in _TTL_PART.findall(value)))
+
+
+def expiry(created: str, ttl: str) -> dt.datetime:
+    """When an Environment created at `created` (its creationTimestamp) with `ttl` expires."""
+    return parse_rfc3339(created) + parse_ttl(ttl)
 
 
 class CopyFlags(Model):

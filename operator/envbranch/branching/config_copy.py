@@ -1,6 +1,7 @@
-"""Step 6: copy the source's configuration by category, as the copy flags ask.
+"""The configuration step's copies: the source's configuration by category, as the copy flags ask.
 
-The transformation (`copy_body`) is pure; `copy_configuration` applies it through kube/.
+The transformation (`copy_body`) is pure; `planned_copies` lists what to copy through kube/, and the
+configuration step (steps/configuration.py) creates the copies.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from envbranch.api import common
 from envbranch.kube import configuration
 from envbranch.kube.configuration import Kind
 
-CATEGORY_LABEL = "envbranch.io/category"
-ENVIRONMENT_LABEL = "envbranch.io/environment"
-PROVIDER_ID = "envbranch.io/provider-id"
-COPIED_FROM_ID = "envbranch.io/copied-from-id"
-COPIED_FROM = "envbranch.io/copied-from"
-ROTATE_KEYS = "envbranch.io/rotate-keys"
+CATEGORY_LABEL = common.LABEL_CATEGORY
+ENVIRONMENT_LABEL = common.LABEL_ENVIRONMENT
+PROVIDER_ID = common.LABEL_PROVIDER_ID
+COPIED_FROM_ID = common.LABEL_COPIED_FROM_ID
+COPIED_FROM = common.ANNOTATION_COPIED_FROM
+ROTATE_KEYS = common.ANNOTATION_ROTATE_KEYS
 
 # category label value -> the copy flag that allows it
 CATEGORY_FLAGS: dict[str, str] = {
@@ -34,7 +36,7 @@ NEVER_COPIED = "auth-providers"
 KINDS: tuple[Kind, ...] = ("ConfigMap", "Secret")
 
 # GitOps tools own these on the source; on a copy they would make Argo CD prune or claim it.
-_DROPPED_LABELS = {"app.kubernetes.io/instance", ENVIRONMENT_LABEL, "envbranch.io/uid", PROVIDER_ID, COPIED_FROM_ID}
+_DROPPED_LABELS = {"app.kubernetes.io/instance", ENVIRONMENT_LABEL, common.LABEL_UID, PROVIDER_ID, COPIED_FROM_ID}
 _DROPPED_ANNOTATIONS = {"kubectl.kubernetes.io/last-applied-configuration", COPIED_FROM}
 _DROPPED_PREFIXES = ("argocd.argoproj.io/",)
 
@@ -94,7 +96,6 @@ class CopyReport:
     copied: dict[str, int] = field(default_factory=dict)  # copy flag -> objects copied
     rotations: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
-    created: list[tuple[Kind, str]] = field(default_factory=list)
 
 
 def planned_copies(source_namespace: str, flags: dict[str, bool]) -> tuple[

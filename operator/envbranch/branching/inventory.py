@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from envbranch.api.environment import EnvironmentStatus, InventoryEntry
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -23,18 +25,29 @@ class Entry:
         return Entry(kind=str(d["kind"]), name=str(d["name"]), namespace=d.get("namespace"),
                      server=d.get("server"))
 
+    @staticmethod
+    def of(item: InventoryEntry) -> Entry:
+        return Entry(kind=item.kind, name=item.name, namespace=item.namespace, server=item.server)
+
+    def model(self) -> InventoryEntry:
+        return InventoryEntry(kind=self.kind, name=self.name, namespace=self.namespace, server=self.server)
+
     def describe(self) -> str:
         where = f" in {self.namespace}" if self.namespace else f" on {self.server}" if self.server else ""
         return f"{self.kind} {self.name}{where}"
 
 
-def entries(status: dict[str, Any]) -> list[Entry]:
-    return [Entry.from_dict(d) for d in status.get("inventory") or []]
+def entries(status: EnvironmentStatus) -> list[Entry]:
+    return [Entry.of(item) for item in status.inventory or []]
 
 
-def with_entry(status: dict[str, Any], entry: Entry) -> list[dict[str, Any]] | None:
+def with_entry(status: EnvironmentStatus, entry: Entry) -> list[InventoryEntry] | None:
     """The inventory list with `entry` added, or None when it is already there."""
     current = entries(status)
     if entry in current:
         return None
-    return [e.as_dict() for e in [*current, entry]]
+    return [e.model() for e in [*current, entry]]
+
+
+def without_entry(status: EnvironmentStatus, entry: Entry) -> list[InventoryEntry]:
+    return [e.model() for e in entries(status) if e != entry]

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from envbranch import metrics, settings
-from envbranch.branching import database
+from envbranch.branching import database, errors
 from envbranch.kube import events, resources
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def reap_orphans(server_body: dict[str, Any]) -> list[str]:
             try:
                 drop(project, server, name, uid)
             except Exception as exc:  # one that cannot go (e.g. a role with grants elsewhere) blocks no other
-                failed.append(f"{kind} {name}: {database.describe(exc)}")
+                failed.append(f"{kind} {name}: {errors.describe(exc)}")
                 continue
             _first_seen.pop(key, None)
             dropped.append(f"{kind} {name}")

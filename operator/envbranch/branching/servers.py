@@ -6,8 +6,9 @@ from typing import Any
 
 from envbranch import settings
 from envbranch.api import common
-from envbranch.branching import database
-from envbranch.branching.conditions import now_rfc3339, set_condition
+from envbranch.api.common import Condition, now_rfc3339
+from envbranch.branching import connection
+from envbranch.branching.conditions import is_true, set_condition
 from envbranch.branching.errors import Waiting
 from envbranch.kube import events, resources
 
@@ -23,19 +24,26 @@ def probe_server(body: dict[str, Any]) -> bool:
     protect_admin_secret(body)
     status: dict[str, Any] = dict(body.get("status") or {})
     generation = int(meta.get("generation") or 1)
-    ok, reason, message, caps = database.probe(meta["namespace"], meta["name"])
-    conds = set_condition(list(status.get("conditions") or []), common.CONDITION_READY, ok, reason, message,
-                          generation)
-    wanted: dict[str, Any] = {"conditions": conds, "observedGeneration": generation, **caps}
+    ok, reason, message, caps = connection.probe(meta["namespace"], meta["name"])
+    had = [Condition.model_validate(c) for c in status.get("conditions") or []]
+    conds = set_condition(had, common.CONDITION_READY, ok, reason, message, generation)
+    wanted: dict[str, Any] = {"conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in conds],
+                              "observedGeneration": generation, **{k: _as_stored(v) for k, v in caps.items()}}
     changed = {k: v for k, v in wanted.items() if status.get(k) != v}
     if changed:
         changed["lastProbeTime"] = now_rfc3339()
         resources.patch_status(resources.DATABASESERVERS, meta["namespace"], meta["name"], changed)
-        was_ready = any(c.get("type") == common.CONDITION_READY and c.get("status") == "True"
-                        for c in status.get("conditions") or [])
-        if ok != was_ready or "conditions" not in status:
+        if ok != is_true(had, common.CONDITION_READY) or "conditions" not in status:
             events.emit(body, reason, message, warning=not ok)
     return ok
+
+
+def _as_stored(value: Any) -> Any:
+    """A value as the API server keeps it after a merge patch: nulls inside an object are dropped (so
+    an unset field, e.g. tls.protocol without TLS, is no change on the next probe)."""
+    if isinstance(value, dict):
+        return {k: _as_stored(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def _needed_secrets(body: dict[str, Any]) -> set[str]:

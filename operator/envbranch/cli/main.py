@@ -22,14 +22,22 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from urllib3.exceptions import HTTPError
 
-from envbranch.api.common import API_VERSION, GROUP, VERSION
-from envbranch.branching import database
-from envbranch.branching.config_copy import CATEGORY_LABEL
+from envbranch.api.common import (
+    API_VERSION,
+    CONDITION_READY,
+    CONDITION_STALLED,
+    ENVIRONMENTS,
+    GROUP,
+    LABEL_CATEGORY,
+    conditions_of,
+    parse_rfc3339,
+)
+from envbranch.branching import connection
+from envbranch.branching.conditions import get_condition, is_true
 from envbranch.branching.errors import BranchError
 from envbranch.cli import bundle as bundles
 from envbranch.cli import compare
-from envbranch.kube import access, configuration
-from envbranch.kube import client as kube
+from envbranch.kube import access, configuration, resources
 from envbranch.kube.access import Need
 from envbranch.kube.configuration import Kind
 from envbranch.postgres import EngineError
@@ -133,7 +141,7 @@ def _not_found(exc: ApiException, namespace: str, name: str | None) -> str:
 
 
 def _get(namespace: str, name: str) -> dict[str, Any]:
-    return dict(kube.custom().get_namespaced_custom_object(GROUP, VERSION, namespace, "environments", name))
+    return resources.read(ENVIRONMENTS, namespace, name, group=GROUP)
 
 
 def _print_data(data: Any, output: Output | Format) -> None:
@@ -147,7 +155,7 @@ def _print_data(data: Any, output: Output | Format) -> None:
 def _age(created: str) -> str:
     import datetime as dt
 
-    seconds = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
+    seconds = (dt.datetime.now(dt.UTC) - parse_rfc3339(created)).total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
@@ -155,15 +163,15 @@ def _age(created: str) -> str:
 
 
 def _phase_reason(st: dict[str, Any]) -> str:
-    ready: dict[str, Any] = next((c for c in st.get("conditions") or [] if c["type"] == "Ready"), {})
-    return f"{ready.get('reason', '')}: {ready.get('message', '')}".strip(": ")
+    ready = get_condition(conditions_of({"status": st}), CONDITION_READY)
+    return f"{ready.reason if ready else ''}: {ready.message if ready else ''}".strip(": ")
 
 
 @app.command("list", epilog=_examples("envbranch list -n shop", "envbranch list -n shop -o json"))
 def list_environments(namespace: str = NAMESPACE, output: Output = OUTPUT) -> None:
     """List the environments of a project."""
     with friendly_errors(namespace):
-        items = kube.custom().list_namespaced_custom_object(GROUP, VERSION, namespace, "environments")["items"]
+        items = resources.list_all(ENVIRONMENTS, namespace, group=GROUP)
     rows = [{"name": i["metadata"]["name"], "displayName": i["spec"].get("displayName", ""),
              "source": i["spec"].get("source", ""), "mode": i["spec"].get("mode", ""),
              "phase": (i.get("status") or {}).get("phase", ""),
@@ -235,7 +243,7 @@ def branch(name: str = typer.Argument(..., help="display name or name of the new
         if dry_run:
             _print_data(manifest, output)
             return
-        kube.custom().create_namespaced_custom_object(GROUP, VERSION, namespace, "environments", manifest)
+        resources.create(ENVIRONMENTS, namespace, manifest, group=GROUP)
         err.print(f"environment {slug(name)} created in {namespace}")
         if no_wait:
             return
@@ -259,7 +267,7 @@ def _follow(namespace: str, name: str, timeout: float) -> dict[str, Any]:
             prog = st.get("progress") or {}
             bar.update(task, completed=prog.get("percent", 0), description=f"{st.get('phase', 'Pending')}: "
                        f"{prog.get('step', 'waiting')}")
-            stalled = any(c["type"] == "Stalled" and c["status"] == "True" for c in st.get("conditions") or [])
+            stalled = is_true(conditions_of({"status": st}), CONDITION_STALLED)
             if st.get("phase") in ("Active", "Failed") or stalled:
                 return st
             time.sleep(0.5)  # polling interval of the progress display
@@ -271,8 +279,7 @@ def rename(name: str = typer.Argument(..., help="the Environment"),
            display: str = typer.Argument(..., help="the new display name"), namespace: str = NAMESPACE) -> None:
     """Change an environment's display name."""
     with friendly_errors(namespace, name):
-        kube.custom().patch_namespaced_custom_object(GROUP, VERSION, namespace, "environments", name,
-                                                     {"spec": {"displayName": display}})
+        resources.patch(ENVIRONMENTS, namespace, name, {"spec": {"displayName": display}}, group=GROUP)
     out.print(f"{escape(name)} is now {escape(repr(display))}")
 
 
@@ -283,7 +290,7 @@ def delete(name: str = typer.Argument(..., help="the Environment"), namespace: s
            timeout: float = typer.Option(300)) -> None:
     """Delete an environment (with deletionPolicy Delete: its database, role and namespace too)."""
     with friendly_errors(namespace, name):
-        kube.custom().delete_namespaced_custom_object(GROUP, VERSION, namespace, "environments", name)
+        resources.remove(ENVIRONMENTS, namespace, name, group=GROUP)
         deadline = time.monotonic() + timeout
         while wait and time.monotonic() < deadline:
             try:
@@ -314,7 +321,7 @@ def _schema_of(project: str, env: dict[str, Any]) -> tuple[str, str]:
     if not db.get("server") or not db.get("name"):
         raise CliError(f"Environment {env['metadata']['name']!r} has no database yet "
                        f"(phase {(env.get('status') or {}).get('phase', 'Pending')})")
-    server = database.server_info(project, db["server"])
+    server = connection.server_info(project, db["server"])
     return db["name"], pg_schema.normalise_schema(pg_schema.schema_dump(server, db["name"]), db["name"])
 
 
@@ -338,7 +345,7 @@ def _require(needs: list[Need], hint: str) -> None:
 
 
 def _categorised(env: dict[str, Any]) -> list[tuple[Kind, dict[str, Any]]]:
-    return configuration.list_both(_runtime_namespace(env), CATEGORY_LABEL)
+    return configuration.list_both(_runtime_namespace(env), LABEL_CATEGORY)
 
 
 @app.command(epilog=_examples(

@@ -5,15 +5,38 @@ from __future__ import annotations
 import base64
 from typing import Any, Literal
 
-from envbranch.api.common import GROUP, VERSION
+from envbranch.api.common import DATABASESERVERS, ENVIRONMENTS, GROUP, VERSION
 from envbranch.kube.client import core, custom, get_or_none
 
-ENVIRONMENTS = "environments"
-DATABASESERVERS = "databaseservers"
+__all__ = ["DATABASESERVERS", "ENVIRONMENTS", "create", "delete", "get", "list_all", "list_in", "patch",
+           "patch_status", "read", "read_secret_values", "read_values", "remove", "secret_finalizers",
+           "secrets_with_finalizer", "set_secret_finalizer"]
 
 
 def get(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
     return get_or_none(lambda: custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
+
+
+# For the CLI: these raise the API's errors (a 404 included) for the caller to report; `group` lets
+# it point at another API group (its tests ask for one the server does not serve).
+def read(plural: str, namespace: str, name: str, *, group: str = GROUP) -> dict[str, Any]:
+    return dict(custom().get_namespaced_custom_object(group, VERSION, namespace, plural, name))
+
+
+def list_all(plural: str, namespace: str, *, group: str = GROUP) -> list[dict[str, Any]]:
+    return list(custom().list_namespaced_custom_object(group, VERSION, namespace, plural)["items"])
+
+
+def create(plural: str, namespace: str, body: dict[str, Any], *, group: str = GROUP) -> dict[str, Any]:
+    return dict(custom().create_namespaced_custom_object(group, VERSION, namespace, plural, body))
+
+
+def patch(plural: str, namespace: str, name: str, body: dict[str, Any], *, group: str = GROUP) -> dict[str, Any]:
+    return dict(custom().patch_namespaced_custom_object(group, VERSION, namespace, plural, name, body))
+
+
+def remove(plural: str, namespace: str, name: str, *, group: str = GROUP) -> None:
+    custom().delete_namespaced_custom_object(group, VERSION, namespace, plural, name)
 
 
 def list_in(plural: str, namespace: str | None = None) -> list[dict[str, Any]]:

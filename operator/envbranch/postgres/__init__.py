@@ -1,7 +1,8 @@
 """The PostgreSQL half of envbranch: names, probes, clone strategies, credentials, tags, cleanup.
 It knows nothing of Kubernetes."""
 
-from envbranch.postgres.cloning import CloneResult, Mode, Strategy, clone_database, create_empty_database
+from envbranch.api.environment import Mode, Strategy
+from envbranch.postgres.cloning import CloneResult, clone_database, create_empty_database
 from envbranch.postgres.credentials import (
     create_branch_role,
     create_owner_role,

@@ -26,14 +26,13 @@ from typing import Literal, cast
 import psycopg
 from psycopg import sql
 
+from envbranch.api.environment import Mode, Strategy
 from envbranch.postgres.errors import DumpNeeded, EngineError, PermanentError, SourceBusy, classify
 from envbranch.postgres.probe import clone_supported
 from envbranch.postgres.server import Server
 from envbranch.postgres.tags import create_tagged_database, database_exists, drop_database, tag_database
 from envbranch.postgres.tools import find_client_tools
 
-Mode = Literal["Full", "System"]
-Strategy = Literal["Auto", "Template", "Dump"]
 Progress = Callable[[str, int], None]
 COPY_WORKERS = 2
 # Session settings of the branch-side writers. Nothing is waiting on a commit of a database that is

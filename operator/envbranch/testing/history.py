@@ -14,7 +14,7 @@ from kubernetes import client, watch
 
 from envbranch.api.common import GROUP, VERSION
 from envbranch.branching.config_copy import ENVIRONMENT_LABEL
-from envbranch.branching.inventory import Entry, entries
+from envbranch.branching.inventory import Entry
 from envbranch.testing.processes import wait_until
 
 
@@ -88,7 +88,8 @@ class History:
     def inventories(self) -> Iterator[tuple[int, list[Entry]]]:
         """(resourceVersion, inventory) of each stored version of the Environment, oldest first."""
         for v in self.versions:
-            yield int(v["metadata"]["resourceVersion"]), entries(v.get("status") or {})
+            inventory = (v.get("status") or {}).get("inventory") or []
+            yield int(v["metadata"]["resourceVersion"]), [Entry.from_dict(d) for d in inventory]
 
     def largest_inventory(self) -> list[Entry]:
         return max((inv for _, inv in self.inventories()), key=len, default=[])

@@ -7,7 +7,7 @@ import base64
 from urllib.parse import parse_qs, urlsplit
 
 from envbranch import postgres as engine
-from envbranch.branching.database import credentials_secret
+from envbranch.branching.steps.credentials import credentials_secret
 
 CA = b"-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n"
 CERT = b"-----BEGIN CERTIFICATE-----\nADMIN\n-----END CERTIFICATE-----\n"

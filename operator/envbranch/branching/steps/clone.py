@@ -1,0 +1,65 @@
+"""A branch's database cloned from its source: Template copies and schema-only dumps inline, a Full
+Dump in the copy lane (copy_lane.py), picked up by a later reconcile when done."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from envbranch import postgres as engine
+from envbranch.api import common
+from envbranch.api.environment import Strategy
+from envbranch.branching import copy_lane, database
+from envbranch.branching.errors import Waiting
+from envbranch.branching.run import Run
+from envbranch.branching.step import Plan
+
+COPY_POLL_S = 2.0
+COPY_INLINE_S = 1.0
+
+
+def clone(run: Run, plan: Plan) -> dict[str, Any]:
+    """The clone's result (strategy, bytes, seconds); Waiting while the lane still has it."""
+    job = copy_lane.LANE.get(run.uid)
+    if job is None:
+        copy = _copier(run, plan)
+        try:
+            # A schema-only Dump is short: only a Full one goes to the lane.
+            return copy(run.spec.database.strategy if run.spec.database else "Auto", run.spec.mode == "System")
+        except engine.DumpNeeded:
+            job = copy_lane.LANE.submit(run.uid, lambda: copy("Dump", True))
+        # A small copy is done within a moment: waiting that long here spares it a retry's delay.
+        job.finished.wait(COPY_INLINE_S)
+    if not job.done:
+        if job.state == "queued":
+            reason = "WaitingForCopySlot"
+            message = (f"waiting for a copy slot: the operator runs {copy_lane.LANE.slots} long copies at "
+                       "once (--copy-concurrency)")
+        else:
+            reason, message = "Copying", f"copying {plan.source_database} into {plan.database} (Dump)"
+        run.pending_progress = None  # the copy reports its own progress
+        run.write(conditions=run.conditions_with((common.CONDITION_DATABASE_READY, False, reason, message)))
+        raise Waiting(reason, message, COPY_POLL_S)
+    copy_lane.LANE.forget(run.uid)
+    return job.outcome()
+
+
+def _copier(run: Run, plan: Plan) -> Callable[[Strategy, bool], dict[str, Any]]:
+    """copy(strategy, dump) -> result, reporting progress at most once a second (progress must not
+    flood the API server)."""
+    assert plan.source_server and plan.source_database and run.spec.mode
+    source_server, source_database, mode = plan.source_server, plan.source_database, run.spec.mode
+    last = [time.monotonic()]
+
+    def report(step: str, percent: int) -> None:
+        if time.monotonic() - last[0] >= 1.0:
+            last[0] = time.monotonic()
+            run.progress("database", 20 + percent * 60 // 100)
+
+    def copy(strategy: Strategy, dump: bool) -> dict[str, Any]:
+        return database.clone(run.project, source_server=source_server, source_database=source_database,
+                              server=plan.server_name, database=plan.database, mode=mode, strategy=strategy,
+                              uid=run.uid, progress=report, owner=plan.role, dump=dump)
+
+    return copy
