@@ -109,7 +109,8 @@ class History:
     def assert_recorded_before_created(self) -> list[Entry]:
         """Every object of this Environment was listed in its inventory before it was created.
         Returns the objects created."""
-        created = [c for c in self.changes if c.type == "ADDED"]
+        # Separate watches deliver in their own time: the order of creation is the resourceVersions'.
+        created = sorted((c for c in self.changes if c.type == "ADDED"), key=lambda c: c.rv)
         for change in created:
             listed = self.first_listed(change.entry)
             assert listed is not None, f"{change.entry.describe()} was created but never in the inventory"
