@@ -9,7 +9,7 @@ STATE := $(ENVBRANCH_CACHE)/local
 PYTEST_ARGS ?=
 
 .PHONY: help venv lint test test-unit test-integration test-e2e test-reliability controlplane tools \
-        up down demo crds bench e2e-kind pg15 clean
+        up down demo crds bench e2e-kind pg15 clean node image test-node
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -57,8 +57,19 @@ test-e2e: venv controlplane ## end-to-end tests: the operator as a subprocess
 test-reliability: venv controlplane ## fault, bad-input, leak and load tests
 	$(VENV)/bin/pytest tests/reliability $(PYTEST_ARGS)
 
-up: venv controlplane ## start a local control plane and PostgreSQL that stay up (for kubectl by hand)
-	$(PY) -m envbranch.testing up --state-dir $(STATE)
+node: ## build kubelet, kube-proxy, kube-scheduler, containerd and the pause image (cached); install runc, CNI plugins, iptables
+	@bash hack/apt-install.sh "the local node cannot start" runc containernetworking-plugins iptables conntrack mmdebstrap
+	@bash hack/build-node.sh >/dev/null
+
+image: venv ## the operator image as an OCI archive, from the Dockerfile's declared contents, no registry (cached base)
+	@mkdir -p $(ENVBRANCH_CACHE)/image
+	$(PY) -m envbranch.testing.image --output $(ENVBRANCH_CACHE)/image/operator.tar --cache $(ENVBRANCH_CACHE)/image
+
+test-node: ## (root) the chart on a local node: image, helm install, tests/node, tests/e2e against the Pod, upgrade, uninstall
+	bash hack/e2e-node.sh $(PYTEST_ARGS)
+
+up: venv controlplane $(if $(NODE),node) ## start a local control plane and PostgreSQL that stay up (NODE=1: and a node)
+	$(PY) -m envbranch.testing up --state-dir $(STATE) $(if $(NODE),--node)
 
 down: venv ## stop what `make up` started
 	$(PY) -m envbranch.testing down --state-dir $(STATE)
