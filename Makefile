@@ -61,9 +61,11 @@ node: ## build kubelet, kube-proxy, kube-scheduler, containerd and the pause ima
 	@bash hack/apt-install.sh "the local node cannot start" runc containernetworking-plugins iptables conntrack mmdebstrap
 	@bash hack/build-node.sh >/dev/null
 
-image: venv ## the operator image as an OCI archive, from the Dockerfile's declared contents, no registry (cached base)
+image: venv ## the operator image (OCI archive) from the Dockerfile's declared contents, no registry; imported into a running `make up NODE=1`
 	@mkdir -p $(ENVBRANCH_CACHE)/image
 	$(PY) -m envbranch.testing.image --output $(ENVBRANCH_CACHE)/image/operator.tar --cache $(ENVBRANCH_CACHE)/image
+	@sock=$(STATE)/node/containerd/containerd.sock; if [ -S "$$sock" ]; then \
+	  "$$(bash hack/build-node.sh)/ctr" --address "$$sock" -n k8s.io images import $(ENVBRANCH_CACHE)/image/operator.tar; fi
 
 test-node: ## (root) the chart on a local node: image, helm install, tests/node, tests/e2e against the Pod, upgrade, uninstall
 	bash hack/e2e-node.sh $(PYTEST_ARGS)
