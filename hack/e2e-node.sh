@@ -32,6 +32,7 @@ image_tar=$ENVBRANCH_CACHE/image/operator.tar
 $py -m envbranch.testing.image --output "$image_tar" --cache "$ENVBRANCH_CACHE/image"
 stamp "operator image built"
 
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
   [ "${KEEP_NODE:-}" = 1 ] && { echo "left running: export KUBECONFIG=$state/k8s/admin.kubeconfig" >&2; return; }
   $py -m envbranch.testing down --state-dir "$state" >&2 || true
@@ -55,8 +56,11 @@ if [ "${E2E:-1}" = 1 ]; then
 print("\n".join(f"{k}={v}" for k, v in env.items()))')
   kubectl -n envbranch-system set env deployment/envbranch-operator "${timers[@]}" >&2
   kubectl -n envbranch-system rollout status deployment/envbranch-operator --timeout=180s >&2
-  ENVBRANCH_E2E_OPERATOR=external .venv/bin/pytest -q -p no:cacheprovider tests/e2e "$@"
-  stamp "e2e suite against the Pod done"
+  # Upgrade and uninstall run whatever the e2e suite says; the script fails if either did.
+  e2e_rc=0
+  ENVBRANCH_E2E_OPERATOR=external .venv/bin/pytest -q -p no:cacheprovider tests/e2e "$@" || e2e_rc=$?
+  stamp "e2e suite against the Pod done (exit $e2e_rc)"
 fi
 .venv/bin/pytest -q -p no:cacheprovider tests/node -m after_e2e
 stamp "upgrade and uninstall done"
+exit "${e2e_rc:-0}"

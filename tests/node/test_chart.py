@@ -56,7 +56,7 @@ def exec_in(cluster: ExternalCluster, pod: str, *argv: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def installed(node_cluster: ExternalCluster) -> list[dict]:
+def installed(node_cluster: ExternalCluster, request: pytest.FixtureRequest) -> list[dict]:
     """The release installed (once) with the chart's defaults; the seconds to a Ready Pod go to stderr."""
     listed = helm(node_cluster, "list", "-n", NAMESPACE, "-q").stdout.split()
     if RELEASE not in listed:
@@ -67,7 +67,8 @@ def installed(node_cluster: ExternalCluster) -> list[dict]:
                              timeout=600)
         if out.returncode != 0:
             pytest.fail(f"helm install: {out.stderr}\n{describe_failure(node_cluster)}")
-        print(f"\n>> helm install to a Ready Pod: {time.monotonic() - started:.1f}s", file=sys.__stderr__)
+        with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+            print(f"\n>> helm install to a Ready Pod: {time.monotonic() - started:.1f}s", file=sys.stderr)
     pods = operator_pods(node_cluster)
     assert pods, describe_failure(node_cluster)
     return pods
