@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 DIST ?= dist
 
 .PHONY: help venv lint test test-unit test-integration test-e2e test-reliability controlplane tools \
-        up down demo crds bench e2e-kind pg15 clean dist krew chart version
+        up down demo crds bench e2e-kind pg15 clean dist krew chart version node image test-node
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -59,8 +59,21 @@ test-e2e: venv controlplane ## end-to-end tests: the operator as a subprocess
 test-reliability: venv controlplane ## fault, bad-input, leak and load tests
 	$(VENV)/bin/pytest tests/reliability $(PYTEST_ARGS)
 
-up: venv controlplane ## start a local control plane and PostgreSQL that stay up (for kubectl by hand)
-	$(PY) -m envbranch.testing up --state-dir $(STATE)
+node: ## build kubelet, kube-proxy, kube-scheduler, containerd and the pause image (cached); install runc, CNI plugins, iptables
+	@bash hack/apt-install.sh "the local node cannot start" runc containernetworking-plugins iptables conntrack mmdebstrap
+	@bash hack/build-node.sh >/dev/null
+
+image: venv ## the operator image (OCI archive) from the Dockerfile's declared contents, no registry; imported into a running `make up NODE=1`
+	@mkdir -p $(ENVBRANCH_CACHE)/image
+	$(PY) -m envbranch.testing.image --output $(ENVBRANCH_CACHE)/image/operator.tar --cache $(ENVBRANCH_CACHE)/image
+	@sock=$(STATE)/node/containerd/containerd.sock; if [ -S "$$sock" ]; then \
+	  "$$(bash hack/build-node.sh)/ctr" --address "$$sock" -n k8s.io images import $(ENVBRANCH_CACHE)/image/operator.tar; fi
+
+test-node: ## (root) the chart on a local node: image, helm install, tests/node, tests/e2e against the Pod, upgrade, uninstall
+	bash hack/e2e-node.sh $(PYTEST_ARGS)
+
+up: venv controlplane $(if $(NODE),node) ## start a local control plane and PostgreSQL that stay up (NODE=1: and a node)
+	$(PY) -m envbranch.testing up --state-dir $(STATE) $(if $(NODE),--node)
 
 down: venv ## stop what `make up` started
 	$(PY) -m envbranch.testing down --state-dir $(STATE)

@@ -15,9 +15,11 @@ console = Console(width=None if Console().is_terminal else 160)
 
 
 @app.command()
-def up(state_dir: Path = typer.Option(..., help="where the processes keep their data")) -> None:
+def up(state_dir: Path = typer.Option(..., help="where the processes keep their data"),
+       node: bool = typer.Option(False, envvar="ENVBRANCH_NODE",
+                                 help="also a local node that runs Pods (root; `make node` first)")) -> None:
     """Start (or find running) a control plane and PostgreSQL that stay up."""
-    state = local.up(state_dir)
+    state = local.up(state_dir, node=node)
     console.print(f"[green]up[/]: API server {state['server']}, PostgreSQL {state['postgres']}")
     console.print(f"export KUBECONFIG={state['kubeconfig']}")
 

@@ -58,8 +58,12 @@ def _b64(data: bytes) -> str:
 class ControlPlane:
     """`with ControlPlane() as cp:` — `cp.kubeconfig` is an admin kubeconfig for the new cluster."""
 
-    def __init__(self, base_dir: Path | None = None, *, controller_manager: bool = True) -> None:
+    def __init__(self, base_dir: Path | None = None, *, controller_manager: bool = True,
+                 node_address: str | None = None) -> None:
         self._own_dir = base_dir is None
+        # With a local node (envbranch.testing.node): the API server also listens on the node's bridge
+        # address and advertises it, so the `kubernetes` Service leads Pods to it.
+        self.node_address = node_address
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="envbranch-k8s-"))
         self.pki = self.base_dir / "pki"
         self.with_controller_manager = controller_manager
@@ -96,7 +100,8 @@ class ControlPlane:
         (self.pki / "ca.crt").write_bytes(self.ca.cert_pem)
         serving = self.ca.issue("kube-apiserver", server=True,
                                 dns_names=("localhost", "kubernetes", "kubernetes.default",
-                                           "kubernetes.default.svc"), ips=("127.0.0.1", "10.0.0.1"))
+                                           "kubernetes.default.svc"), ips=("127.0.0.1", "10.0.0.1",
+                                                                         *filter(None, [self.node_address])))
         serving.write(self.pki, "apiserver")
         service_account_keys().write(self.pki, "sa")
 
@@ -128,20 +133,27 @@ class ControlPlane:
 
     def _start_apiserver(self, binary: Path) -> None:
         self.port = free_port()
+        if self.node_address:
+            kubelet_client = self.ca.issue("kube-apiserver-kubelet-client", organizations=("system:masters",))
+            kcert, kkey = kubelet_client.write(self.pki, "apiserver-kubelet-client")
+            node_args = ["--bind-address=0.0.0.0", f"--advertise-address={self.node_address}",
+                         "--authorization-mode=Node,RBAC", "--endpoint-reconciler-type=lease",
+                         f"--kubelet-client-certificate={kcert}", f"--kubelet-client-key={kkey}",
+                         "--kubelet-preferred-address-types=InternalIP"]
+        else:
+            node_args = ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                         "--authorization-mode=RBAC", "--endpoint-reconciler-type=none"]
         self.apiserver = ManagedProcess("kube-apiserver", [
-            str(binary), f"--etcd-servers={self.etcd_url}",
-            "--bind-address=127.0.0.1", f"--secure-port={self.port}", "--advertise-address=127.0.0.1",
+            str(binary), f"--etcd-servers={self.etcd_url}", f"--secure-port={self.port}", *node_args,
             f"--cert-dir={self.base_dir / 'apiserver-certs'}",
             f"--tls-cert-file={self.pki / 'apiserver.crt'}",
             f"--tls-private-key-file={self.pki / 'apiserver.key'}",
             f"--client-ca-file={self.pki / 'ca.crt'}",
-            "--authorization-mode=RBAC",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={self.pki / 'sa.crt'}",
             f"--service-account-signing-key-file={self.pki / 'sa.key'}",
             "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
             "--enable-priority-and-fairness=false", "--profiling=false",
-            "--endpoint-reconciler-type=none",
         ], self.base_dir / "kube-apiserver.log")
         self.apiserver.start()
         wait_until(self._apiserver_ready, timeout=120, what="kube-apiserver /readyz")
@@ -170,7 +182,10 @@ class ControlPlane:
         self.controller_manager = ManagedProcess("kube-controller-manager", [
             str(binary), f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            "--controllers=namespace,garbagecollector,serviceaccount-token,serviceaccount,clusterrole-aggregation",
+            "--controllers=namespace,garbagecollector,serviceaccount-token,serviceaccount,clusterrole-aggregation"
+            # With a node, Pods run: Deployments make ReplicaSets make Pods, Services get endpoints.
+            + (",deployment,replicaset,endpoint,endpointslice,podgc,nodelifecycle,root-ca-cert-publisher"
+               if self.node_address else ""),
             "--authentication-skip-lookup=true", "--leader-elect=false", "--use-service-account-credentials=false",
             f"--service-account-private-key-file={self.pki / 'sa.key'}",
             f"--root-ca-file={self.pki / 'ca.crt'}",

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import yaml
 from kubernetes import client, config
 from rich.console import Console
 from rich.table import Table
@@ -22,6 +23,19 @@ from envbranch.testing.sample_app import row_counts
 from envbranch.testing.scenario import Project
 
 EXAMPLES = REPO_ROOT / "examples"
+SERVER_EXAMPLE = EXAMPLES / "10-database-server.yaml"
+
+
+def apply_example_server(cp: ControlPlane, pg: Postgres) -> None:
+    """examples/10-database-server.yaml (the DatabaseServer `main` and its admin Secret) with this run's
+    PostgreSQL address, port and admin credentials in place of its placeholders."""
+    docs = [d for d in yaml.safe_load_all(SERVER_EXAMPLE.read_text()) if d]
+    for doc in docs:
+        if doc["kind"] == "Secret":
+            doc["stringData"] = {"username": pg.admin.user, "password": pg.admin.password}
+        elif doc["kind"] == "DatabaseServer":
+            doc["spec"].update(host=pg.host, port=pg.port, sslMode="disable")
+    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
 
 
 def _fingerprint(value: str) -> str:
@@ -54,13 +68,16 @@ def run_demo(console: Console, keep: bool = False) -> int:
             create_shop_database(pg, "shop")
             shop.create_namespace("shop-prod")
             apply_shop_configuration(api, "shop-prod")
-            shop.create_server("main", adoptable=("shop",))
+            apply_example_server(cp, pg)
         op = OperatorProcess(cp.kubeconfig, work / "operator.log")
         with console.status("starting the operator (python -m envbranch)"):
             op.start()
             shop.wait_server_ready("main")
-        console.print("[bold]$ kubectl apply -f examples/[/]")
-        console.print(cp.kubectl("apply", "-f", str(EXAMPLES)).stdout)
+        # examples/ is everything a user applies; its server file was applied above with this run's
+        # address and password in place of the placeholders, so it is not applied again here.
+        console.print(f"[bold]$ kubectl apply -f examples/[/] (the placeholders of {SERVER_EXAMPLE.name} filled in)")
+        rest = [f for f in sorted(EXAMPLES.glob("*.yaml")) if f != SERVER_EXAMPLE]
+        console.print(cp.kubectl("apply", *(a for f in rest for a in ("-f", str(f)))).stdout)
         with console.status("waiting for every Environment to be Ready"):
             for name in ("production", "staging", "feature-x"):
                 shop.wait_phase(name, "Active", "Failed", timeout=180)

@@ -28,6 +28,7 @@ RELEASE = "envbranch"
 # kubeconform's own layout (that of kubernetes-json-schema): deployment-apps-v1.json, service-v1.json,
 # environment-envbranch-v1alpha1.json — kind, first label of the group, version; all lower case.
 SCHEMA_FILE = "{{ .ResourceKind }}{{ .KindSuffix }}.json"
+ARGOCD_HEALTH_BUILD = REPO_ROOT / "hack" / "build-argocd-health.sh"
 HEALTH_SCRIPTS = {"Environment": CHART / "health" / "environment.lua",
                   "DatabaseServer": CHART / "health" / "databaseserver.lua"}
 
@@ -170,3 +171,22 @@ def argocd_health(obj: dict[str, Any]) -> dict[str, str]:
     lua.globals().obj = lua.table_from(obj, recursive=True)
     result = lua.execute(HEALTH_SCRIPTS[obj["kind"]].read_text())
     return {"status": str(result["status"]), "message": str(result["message"] or "")}
+
+
+def argocd_health_gopher(objs: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The same health scripts on gopher-lua, the VM Argo CD embeds, with Argo CD's setup (only the
+    package, base, table and a safe os library; integers as Kubernetes' unstructured objects hold
+    them; an unknown status becomes Unknown): hack/argocd-health, built from Go modules and cached.
+    One result per object: {status, message} or {error}."""
+    binary = run_build_script(ARGOCD_HEALTH_BUILD, "hack/argocd-health") / "argocd-health"
+    results: list[dict[str, str]] = [{} for _ in objs]
+    for kind, script in HEALTH_SCRIPTS.items():
+        indexes = [i for i, o in enumerate(objs) if o.get("kind") == kind]
+        if not indexes:
+            continue
+        out = subprocess.run([str(binary)], input=json.dumps({"script": script.read_text(),
+                                                                "objects": [objs[i] for i in indexes]}),
+                             capture_output=True, text=True, check=True, timeout=60)
+        for i, result in zip(indexes, json.loads(out.stdout), strict=True):
+            results[i] = result
+    return results
