@@ -11,6 +11,7 @@ are armed.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 
@@ -50,22 +51,31 @@ INSERT INTO guarded (x) SELECT generate_series(1, 100);
 """
 
 
-@pytest.fixture
-def planted(postgres_each: Postgres) -> Iterator[tuple[Postgres, str, str]]:
-    """A database owned by a tenant role, with the traps planted by that tenant."""
-    pg = postgres_each
+@contextlib.contextmanager
+def tenant_database(pg: Postgres, prefix: str, schema: str) -> Iterator[tuple[str, str]]:
+    """(database, tenant): a database owned by a tenant role (the admin a member of it, as of any
+    source), with `schema` run by that tenant ({tenant} and {admin} filled in as literals)."""
     suffix = uuid.uuid4().hex[:8]
-    tenant, db = f"tenant_{suffix}", f"planted_{suffix}"
+    tenant, db = f"tenant_{suffix}", f"{prefix}_{suffix}"
     with pg.connect() as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'tenant'").format(sql.Identifier(tenant)))
         conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(tenant), sql.Identifier(pg.admin.user)))
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(tenant)))
-    with pg.connect(db, role=Role(tenant, "tenant")) as conn:
-        conn.execute(sql.SQL(TRAP).format(admin=sql.Literal(pg.admin.user)))
-    yield pg, db, tenant
-    with pg.connect() as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(tenant)))
+    try:
+        with pg.connect(db, role=Role(tenant, "tenant")) as conn:
+            conn.execute(sql.SQL(schema).format(admin=sql.Literal(pg.admin.user), tenant=sql.Literal(tenant)))
+        yield db, tenant
+    finally:
+        with pg.connect() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(tenant)))
+
+
+@pytest.fixture
+def planted(postgres_each: Postgres) -> Iterator[tuple[Postgres, str, str]]:
+    """A database owned by a tenant role, with the traps planted by that tenant."""
+    with tenant_database(postgres_each, "planted", TRAP) as (db, tenant):
+        yield postgres_each, db, tenant
 
 
 def test_the_traps_are_armed(planted: tuple[Postgres, str, str]) -> None:
@@ -107,18 +117,18 @@ def test_row_data_never_reaches_the_failure_message(postgres: Postgres) -> None:
     """A row the branch role may not load (its CHECK calls code that says no to anyone but the
     tenant) fails the Dump; the server quotes the row (DETAIL: Failing row contains …, CONTEXT: COPY
     …: "…"), and none of it reaches the message conditions and Events carry."""
-    pg, suffix = postgres, uuid.uuid4().hex[:8]
-    tenant, src = f"tenant_{suffix}", f"rows_{suffix}"
-    with pg.connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'tenant'").format(sql.Identifier(tenant)))
-        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(tenant), sql.Identifier(pg.admin.user)))
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(src), sql.Identifier(tenant)))
-    with pg.connect(src, role=Role(tenant, "tenant")) as conn:
-        conn.execute(sql.SQL("""
-            CREATE FUNCTION public.only_tenant() RETURNS boolean LANGUAGE sql STABLE AS $$ SELECT current_user = {} $$;
-            CREATE TABLE customers (id int PRIMARY KEY, email text CHECK (public.only_tenant()));
-            INSERT INTO customers VALUES (1, 'jane.doe.private@example.com');
-        """).format(sql.Literal(tenant)))
+    pg = postgres
+    rows = """
+        CREATE FUNCTION public.only_tenant() RETURNS boolean LANGUAGE sql STABLE
+            AS $$ SELECT current_user = {tenant} $$;
+        CREATE TABLE customers (id int PRIMARY KEY, email text CHECK (public.only_tenant()));
+        INSERT INTO customers VALUES (1, 'jane.doe.private@example.com');
+    """
+    with tenant_database(pg, "rows", rows) as (src, _):
+        _assert_no_row_data(pg, src)
+
+
+def _assert_no_row_data(pg: Postgres, src: str) -> None:
     server, uid = admin_server(pg), str(uuid.uuid4())
     dst, role = f"{src}_copy", f"{src}_copy_owner"
     engine.create_owner_role(server, role, uid)
@@ -130,6 +140,3 @@ def test_row_data_never_reaches_the_failure_message(postgres: Postgres) -> None:
         assert "jane.doe.private" not in message and "jane.doe.private" not in str(failed.value)
     finally:
         engine.drop_branch(server, dst, role, uid)
-        with pg.connect() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(src)))
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(tenant)))
