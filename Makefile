@@ -15,10 +15,10 @@ DIST ?= dist
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml harness/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]' -e harness
 	touch $@
 
 venv: $(VENV)/.installed ## create .venv with the pinned dependencies
@@ -34,7 +34,7 @@ pg15: ## install Debian's PostgreSQL 15 (the second server version tests run aga
 	@bash hack/apt-install.sh "the reflink clone test is skipped" xfsprogs
 
 lint: venv ## ruff, mypy, shellcheck (installed best effort) and actionlint (built from hack/actionlint, cached)
-	$(VENV)/bin/ruff check operator tests bench krew
+	$(VENV)/bin/ruff check operator harness tests bench krew
 	$(VENV)/bin/mypy
 	@bash hack/apt-install.sh "the shell scripts are only parsed (bash -n)" shellcheck
 	if command -v shellcheck >/dev/null; then shellcheck hack/*.sh .ci/run; fi
@@ -65,7 +65,7 @@ node: ## build kubelet, kube-proxy, kube-scheduler, containerd and the pause ima
 
 image: venv ## the operator image (OCI archive) from the Dockerfile's declared contents, no registry; imported into a running `make up NODE=1`
 	@mkdir -p $(ENVBRANCH_CACHE)/image
-	$(PY) -m envbranch.testing.image --output $(ENVBRANCH_CACHE)/image/operator.tar --cache $(ENVBRANCH_CACHE)/image
+	$(PY) -m envbranch_testing.image --output $(ENVBRANCH_CACHE)/image/operator.tar --cache $(ENVBRANCH_CACHE)/image
 	@sock=$(STATE)/node/containerd/containerd.sock; if [ -S "$$sock" ]; then \
 	  "$$(bash hack/build-node.sh)/ctr" --address "$$sock" -n k8s.io images import $(ENVBRANCH_CACHE)/image/operator.tar; fi
 
@@ -73,13 +73,13 @@ test-node: ## (root) the chart on a local node: image, helm install, tests/node,
 	bash hack/e2e-node.sh $(PYTEST_ARGS)
 
 up: venv controlplane $(if $(NODE),node) ## start a local control plane and PostgreSQL that stay up (NODE=1: and a node)
-	$(PY) -m envbranch.testing up --state-dir $(STATE) $(if $(NODE),--node)
+	$(PY) -m envbranch_testing up --state-dir $(STATE) $(if $(NODE),--node)
 
 down: venv ## stop what `make up` started
-	$(PY) -m envbranch.testing down --state-dir $(STATE)
+	$(PY) -m envbranch_testing down --state-dir $(STATE)
 
 demo: venv controlplane ## the whole story: control plane, PostgreSQL, operator, a sample app branched
-	$(PY) -m envbranch.testing demo
+	$(PY) -m envbranch_testing demo
 
 bench: venv controlplane ## performance ratios, plots and the README table (not part of make test; BENCH_SCALES, BENCH_REPEAT)
 	@bash hack/apt-install.sh "the benchmark reports it as unavailable" pgcopydb xfsprogs

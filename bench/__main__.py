@@ -25,7 +25,7 @@ from typing import Any
 
 from bench import cluster, engine, reflink, report
 from bench.common import Bench, Settings, ratio
-from envbranch.testing.postgres import Postgres
+from envbranch_testing.postgres import Postgres
 
 NOTES = [
     "P1 and P6 run through the operator (a subprocess, local control plane) against roots that adopt "

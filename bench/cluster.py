@@ -20,11 +20,11 @@ from kubernetes import config
 
 from bench.common import Bench
 from envbranch.api.common import GROUP, VERSION
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.crds import install_crds
-from envbranch.testing.operator import OperatorProcess
-from envbranch.testing.processes import wait_until
-from envbranch.testing.scenario import Project
+from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.crds import install_crds
+from envbranch_testing.operator import OperatorProcess
+from envbranch_testing.processes import wait_until
+from envbranch_testing.scenario import Project
 
 PROJECT = "bench"
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")

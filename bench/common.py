@@ -14,7 +14,7 @@ from psycopg import sql
 
 from envbranch import postgres as engine
 from envbranch.postgres.tools import ClientTools
-from envbranch.testing.postgres import Postgres
+from envbranch_testing.postgres import Postgres
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent

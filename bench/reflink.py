@@ -13,7 +13,7 @@ from typing import Any
 from bench.common import Bench, median_time
 from envbranch import postgres as engine
 from envbranch.postgres.probe import file_copy_clone_works
-from envbranch.testing.postgres import Postgres
+from envbranch_testing.postgres import Postgres
 
 IMAGE_BYTES = 8 * 1024**3  # sparse: only what PostgreSQL writes takes disk space
 

@@ -5,7 +5,7 @@
 #  2. copy the cluster's CA (ca.crt, ca.key) out of the node: tests mint per-user client certificates;
 #  3. helm install charts/envbranch: CRDs, the operator and its RBAC, the copy-flags admission policy
 #     and the user roles (all unconditional in the chart); then give the operator the suite's short
-#     timers and fault injection (envbranch.testing.operator.E2E_OPERATOR_ENV);
+#     timers and fault injection (envbranch_testing.operator.E2E_OPERATOR_ENV);
 #  4. run tests/e2e with PostgreSQL on the kind network's gateway, an address of this machine that
 #     Pods reach. The suite reads (see tests/conftest.py):
 #       ENVBRANCH_E2E_KUBECONFIG=<the cluster's admin kubeconfig>  no local control plane
@@ -38,7 +38,7 @@ done
 
 helm install envbranch charts/envbranch --namespace envbranch-system --create-namespace \
   --set image.repository="$repository" --set image.tag="$tag" --wait
-mapfile -t timers < <(.venv/bin/python -c 'from envbranch.testing.operator import E2E_OPERATOR_ENV as env
+mapfile -t timers < <(.venv/bin/python -c 'from envbranch_testing.operator import E2E_OPERATOR_ENV as env
 print("\n".join(f"{k}={v}" for k, v in env.items()))')
 kubectl -n envbranch-system set env deployment/envbranch-operator "${timers[@]}"
 kubectl -n envbranch-system rollout status deployment/envbranch-operator --timeout=180s

@@ -27,11 +27,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from envbranch.testing.controlplane import ControlPlane, ExternalCluster
-from envbranch.testing.operator import ExternalOperator, OperatorProcess, local_operator
-from envbranch.testing.postgres import Postgres, ServerTls, available_majors, tls_majors
-from envbranch.testing.processes import STARTED_PIDS, pid_alive
-from envbranch.testing.scenario import Project
+from envbranch_testing.controlplane import ControlPlane, ExternalCluster
+from envbranch_testing.operator import ExternalOperator, OperatorProcess, local_operator
+from envbranch_testing.postgres import Postgres, ServerTls, available_majors, tls_majors
+from envbranch_testing.processes import STARTED_PIDS, pid_alive
+from envbranch_testing.scenario import Project
 
 EXTERNAL_KUBECONFIG = os.environ.get("ENVBRANCH_E2E_KUBECONFIG")
 EXTERNAL_OPERATOR = os.environ.get("ENVBRANCH_E2E_OPERATOR") == "external"

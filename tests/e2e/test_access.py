@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from envbranch.testing.postgres import Role
-from envbranch.testing.processes import wait_until
-from envbranch.testing.sample_app import create_shop_database
-from envbranch.testing.scenario import Project
+from envbranch_testing.postgres import Role
+from envbranch_testing.processes import wait_until
+from envbranch_testing.sample_app import create_shop_database
+from envbranch_testing.scenario import Project
 
 
 def _reason(status: dict[str, object]) -> tuple[str, str]:

@@ -22,11 +22,11 @@ import yaml
 from kubernetes import client, watch
 
 from envbranch.api.common import GROUP, VERSION
-from envbranch.testing.operator import OperatorProcess
-from envbranch.testing.postgres import Postgres
-from envbranch.testing.processes import wait_until
-from envbranch.testing.scenario import Project
-from envbranch.testing.tools import argocd_health
+from envbranch_testing.operator import OperatorProcess
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.processes import wait_until
+from envbranch_testing.scenario import Project
+from envbranch_testing.tools import argocd_health
 
 PLURALS = ("environments", "databaseservers")
 

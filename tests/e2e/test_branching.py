@@ -7,9 +7,9 @@ import base64
 import psycopg
 import pytest
 
-from envbranch.testing.postgres import Role
-from envbranch.testing.sample_app import row_counts
-from envbranch.testing.scenario import Project
+from envbranch_testing.postgres import Role
+from envbranch_testing.sample_app import row_counts
+from envbranch_testing.scenario import Project
 
 ALL_FLAGS = {"fileProviders": True, "gatewayRoutes": True, "securityConfig": True, "environmentVariables": True}
 
@@ -99,7 +99,7 @@ def test_no_copy_flags_copy_nothing(shop: Project) -> None:
 
 
 def test_metrics_report_branches_steps_bytes_rollbacks_and_phases(shop: Project, operator: object) -> None:
-    from envbranch.testing.operator import ExternalOperator, OperatorProcess, scrape_metrics
+    from envbranch_testing.operator import ExternalOperator, OperatorProcess, scrape_metrics
 
     # Locally the operator's own port; against a cluster, a port-forward to the chart's metrics Service.
     # Earlier tests raised these counters already: what one branch and one rollback add is checked.

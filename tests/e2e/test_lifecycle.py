@@ -11,10 +11,10 @@ from kubernetes import client, watch
 from envbranch import postgres as engine
 from envbranch.api.common import GROUP, VERSION
 from envbranch.branching.inventory import Entry
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.history import History
-from envbranch.testing.processes import wait_until
-from envbranch.testing.scenario import Project, assert_nothing_left
+from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.history import History
+from envbranch_testing.processes import wait_until
+from envbranch_testing.scenario import Project, assert_nothing_left
 
 
 def test_waits_for_a_missing_source_then_branches(project: Project) -> None:
@@ -252,7 +252,7 @@ def test_a_database_server_in_use_is_kept_until_its_environments_are_gone(shop: 
 
 
 def test_unreachable_server_is_reported_as_a_condition(project: Project) -> None:
-    from envbranch.testing.processes import free_port
+    from envbranch_testing.processes import free_port
 
     project.create_server("nowhere")
     project.custom.patch_namespaced_custom_object(GROUP, VERSION, project.namespace, "databaseservers", "nowhere",

@@ -11,12 +11,12 @@ import pytest
 from kubernetes import client
 
 from envbranch.api.common import GROUP, VERSION
-from envbranch.testing.admission import as_user
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.manifests import apply_rendered
-from envbranch.testing.operator import E2E_OPERATOR_ENV, OperatorProcess
-from envbranch.testing.postgres import Postgres
-from envbranch.testing.scenario import Project, assert_nothing_left
+from envbranch_testing.admission import as_user
+from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.manifests import apply_rendered
+from envbranch_testing.operator import E2E_OPERATOR_ENV, OperatorProcess
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.scenario import Project, assert_nothing_left
 
 
 @pytest.mark.needs_local_operator

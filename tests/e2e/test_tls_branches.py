@@ -19,12 +19,12 @@ import pytest
 from kubernetes import client
 from psycopg import sql
 
-from envbranch.testing.certs import CertificateAuthority
-from envbranch.testing.operator import ExternalOperator, OperatorProcess
-from envbranch.testing.postgres import CERT_ADMIN_USER, Postgres
-from envbranch.testing.processes import wait_until
-from envbranch.testing.sample_app import row_counts
-from envbranch.testing.scenario import Project
+from envbranch_testing.certs import CertificateAuthority
+from envbranch_testing.operator import ExternalOperator, OperatorProcess
+from envbranch_testing.postgres import CERT_ADMIN_USER, Postgres
+from envbranch_testing.processes import wait_until
+from envbranch_testing.sample_app import row_counts
+from envbranch_testing.scenario import Project
 
 
 def _ca(pg: Postgres) -> CertificateAuthority:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from envbranch.testing.controlplane import ExternalCluster
+from envbranch_testing.controlplane import ExternalCluster
 
 if os.environ.get("ENVBRANCH_NODE_E2E") != "1":
     collect_ignore_glob = ["test_*.py"]

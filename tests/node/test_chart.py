@@ -14,14 +14,14 @@ import time
 
 import pytest
 
-from envbranch.testing.controlplane import REPO_ROOT, ExternalCluster
-from envbranch.testing.image import WHEEL_PG_CLIENT, dockerfile_spec, local_plan
-from envbranch.testing.processes import wait_until
+from envbranch_testing.controlplane import REPO_ROOT, ExternalCluster
+from envbranch_testing.image import WHEEL_PG_CLIENT, dockerfile_spec, local_plan
+from envbranch_testing.processes import wait_until
 
 NAMESPACE = "envbranch-system"
 RELEASE = "envbranch"
 CHART = REPO_ROOT / "charts" / "envbranch"
-# The chart's defaults, but the image built and imported here (envbranch.testing.image.LOCAL_IMAGE).
+# The chart's defaults, but the image built and imported here (envbranch_testing.image.LOCAL_IMAGE).
 # The chart's default repository is the published one; the image built here is named apart.
 LOCAL_IMAGE_VALUES = ("--set", "image.repository=docker.io/envbranch/operator", "--set", "image.tag=local")
 INSTALL_TIMEOUT = os.environ.get("ENVBRANCH_NODE_INSTALL_TIMEOUT", "4m")
@@ -111,7 +111,7 @@ def test_the_image_has_client_tools_for_every_supported_server(node_cluster: Ext
     script = ("from envbranch.postgres.tools import find_client_tools as f\n"
               "print(' '.join(f'{m}:{f(m).major}' for m in (15, 16, 17, 18)))")
     served = dict(pair.split(":") for pair in exec_in(node_cluster, name, "python", "-c", script).split())
-    # Exactly what the Dockerfile's client list comes to here (envbranch.testing.image.local_plan).
+    # Exactly what the Dockerfile's client list comes to here (envbranch_testing.image.local_plan).
     expected = local_plan(dockerfile_spec()).served_by
     assert {int(k): int(v) for k, v in served.items()} == expected, served
     for major in set(expected.values()) - {WHEEL_PG_CLIENT}:  # Debian's: run each tool once

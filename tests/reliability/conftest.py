@@ -19,10 +19,10 @@ import pytest
 from faults import BIG_ROOT, Recorder, Row, adopt_root, create_big_database
 from kubernetes import client
 
-from envbranch.testing.controlplane import REPO_ROOT
-from envbranch.testing.operator import OperatorProcess
-from envbranch.testing.postgres import Postgres
-from envbranch.testing.scenario import Project
+from envbranch_testing.controlplane import REPO_ROOT
+from envbranch_testing.operator import OperatorProcess
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.scenario import Project
 
 HERE = Path(__file__).resolve().parent
 REPORT = REPO_ROOT / "docs" / "reliability.md"

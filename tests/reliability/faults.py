@@ -11,9 +11,9 @@ from psycopg import sql
 
 from envbranch import postgres as engine
 from envbranch.api.common import GROUP, VERSION
-from envbranch.testing.postgres import Postgres
-from envbranch.testing.processes import wait_until
-from envbranch.testing.scenario import Project, assert_nothing_left  # noqa: F401 - shared by the tests here
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.processes import wait_until
+from envbranch_testing.scenario import Project, assert_nothing_left  # noqa: F401 - shared by the tests here
 
 BIG_ROOT = "big"
 

@@ -9,10 +9,10 @@ import pytest
 from faults import BIG_ROOT, Recorder, api_ready, assert_converged, unpause, wait_paused
 from kubernetes import client
 
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.operator import OperatorProcess
-from envbranch.testing.processes import wait_until
-from envbranch.testing.scenario import Project
+from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.operator import OperatorProcess
+from envbranch_testing.processes import wait_until
+from envbranch_testing.scenario import Project
 
 
 @pytest.mark.reliability("kube-apiserver restarted mid-reconcile", "the branch completes; one database, role and "

@@ -15,14 +15,14 @@ from kubernetes import client
 
 from envbranch import postgres as engine
 from envbranch.api.common import GROUP, VERSION
-from envbranch.testing.admission import BAD_SPECS, IMMUTABLE_BRANCH_CHANGES, as_user, bind_users, copy_refused
-from envbranch.testing.admission import environment_body as body
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.manifests import apply
-from envbranch.testing.operator import OperatorProcess
-from envbranch.testing.postgres import Postgres
-from envbranch.testing.processes import wait_until
-from envbranch.testing.scenario import Project
+from envbranch_testing.admission import BAD_SPECS, IMMUTABLE_BRANCH_CHANGES, as_user, bind_users, copy_refused
+from envbranch_testing.admission import environment_body as body
+from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.manifests import apply
+from envbranch_testing.operator import OperatorProcess
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.processes import wait_until
+from envbranch_testing.scenario import Project
 
 BRANCH = {"source": "production", "mode": "System"}
 IMMUTABLE_BASE = {"source": "production", "mode": "System", "copy": {"environmentVariables": True}}

@@ -24,9 +24,9 @@ from kubernetes import client
 
 from envbranch import postgres as engine
 from envbranch.api.common import GROUP, VERSION
-from envbranch.testing.operator import OperatorProcess
-from envbranch.testing.processes import WaitTimeout, wait_until
-from envbranch.testing.scenario import Project
+from envbranch_testing.operator import OperatorProcess
+from envbranch_testing.processes import WaitTimeout, wait_until
+from envbranch_testing.scenario import Project
 
 SOAK_SECONDS = float(os.environ.get("ENVBRANCH_SOAK_SECONDS") or 30)
 NAMES = [f"c-{i:02d}" for i in range(16)]

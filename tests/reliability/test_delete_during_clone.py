@@ -8,7 +8,7 @@ import time
 import pytest
 from faults import BIG_ROOT, DUMP, Recorder, assert_nothing_left, source_database, wait_copying
 
-from envbranch.testing.scenario import Project
+from envbranch_testing.scenario import Project
 
 RELEASE_BOUND_S = 60
 

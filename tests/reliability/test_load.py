@@ -15,11 +15,11 @@ from faults import Recorder
 
 from envbranch import postgres as engine
 from envbranch.api.common import GROUP, VERSION
-from envbranch.testing.admission import environment_body
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.operator import OperatorProcess
-from envbranch.testing.processes import wait_until
-from envbranch.testing.scenario import Project
+from envbranch_testing.admission import environment_body
+from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.operator import OperatorProcess
+from envbranch_testing.processes import wait_until
+from envbranch_testing.scenario import Project
 
 BRANCHES = 50
 

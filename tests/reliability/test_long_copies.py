@@ -9,9 +9,9 @@ import time
 import pytest
 from faults import BIG_ROOT, DUMP, Recorder, assert_nothing_left, source_database, wait_copying
 
-from envbranch.testing.operator import OperatorProcess, scrape_metrics
-from envbranch.testing.processes import wait_until
-from envbranch.testing.scenario import Project
+from envbranch_testing.operator import OperatorProcess, scrape_metrics
+from envbranch_testing.processes import wait_until
+from envbranch_testing.scenario import Project
 
 LONG = [f"long-{i}" for i in range(8)]
 

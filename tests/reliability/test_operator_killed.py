@@ -9,9 +9,9 @@ import pytest
 from faults import BIG_ROOT, DUMP, Recorder, assert_converged, source_database, unpause, wait_copying
 from psycopg import sql
 
-from envbranch.testing.operator import OperatorProcess
-from envbranch.testing.processes import wait_until
-from envbranch.testing.scenario import Project
+from envbranch_testing.operator import OperatorProcess
+from envbranch_testing.processes import wait_until
+from envbranch_testing.scenario import Project
 
 STEPS = ["namespace", "database", "credentials", "configuration"]
 pytestmark = pytest.mark.needs_local_operator  # SIGKILLs and restarts the operator process

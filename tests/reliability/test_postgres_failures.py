@@ -11,9 +11,9 @@ import pytest
 from faults import DUMP, Recorder, adopt_root, assert_converged, assert_nothing_left, create_big_database, wait_copying
 
 from envbranch import postgres as engine
-from envbranch.testing.postgres import Postgres
-from envbranch.testing.processes import wait_until
-from envbranch.testing.scenario import Project
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.processes import wait_until
+from envbranch_testing.scenario import Project
 
 
 def _settled(project: Project, name: str) -> dict[str, object] | None:

@@ -20,12 +20,12 @@ from kubernetes import client, config
 from psycopg import sql
 
 from envbranch.api.common import GROUP, VERSION
-from envbranch.testing.admission import environment_body
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.operator import OPERATOR_USER, OperatorProcess, local_operator, scrape_metrics
-from envbranch.testing.postgres import Postgres
-from envbranch.testing.processes import wait_until
-from envbranch.testing.scenario import Project
+from envbranch_testing.admission import environment_body
+from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.operator import OPERATOR_USER, OperatorProcess, local_operator, scrape_metrics
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.processes import wait_until
+from envbranch_testing.scenario import Project
 
 PROJECTS = 20
 PER_PROJECT = 15          # 300 Environments with a ttl

@@ -15,11 +15,11 @@ import pytest
 from psycopg import sql
 
 from envbranch import postgres as engine
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.operator import OperatorProcess
-from envbranch.testing.processes import wait_until
-from envbranch.testing.sample_app import shop_configuration
-from envbranch.testing.scenario import Project
+from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.operator import OperatorProcess
+from envbranch_testing.processes import wait_until
+from envbranch_testing.sample_app import shop_configuration
+from envbranch_testing.scenario import Project
 
 ALL = {"fileProviders": True, "gatewayRoutes": True, "securityConfig": True, "environmentVariables": True}
 

@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from envbranch.testing.buildscripts import run_at_once, with_fake_go
+from envbranch_testing.buildscripts import run_at_once, with_fake_go
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "hack" / "build-actionlint.sh"

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from envbranch.api.databaseserver import DatabaseServerSpec
-from envbranch.testing.demo import EXAMPLES, SERVER_EXAMPLE
+from envbranch_testing.demo import EXAMPLES, SERVER_EXAMPLE
 
 
 def _objects() -> dict[tuple[str, str], dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The operator image built here (envbranch.testing.image, `make image`) and the Dockerfile that
+"""The operator image built here (envbranch_testing.image, `make image`) and the Dockerfile that
 users with Docker build must hold the same things: the local build reads the Dockerfile, and these
 tests fail when the Dockerfile asks for something the local build cannot serve."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from envbranch.testing.image import (
+from envbranch_testing.image import (
     DOCKERFILE,
     REPO_ROOT,
     WHEEL_PG_CLIENT,

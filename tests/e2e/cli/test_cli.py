@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 from envbranch.cli import main as cli_main
 from envbranch.cli.main import app, slug
 from envbranch.kube import client as kube
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.manifests import apply
-from envbranch.testing.processes import free_port, wait_until
-from envbranch.testing.sample_app import shop_configuration
-from envbranch.testing.scenario import Project
+from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.manifests import apply
+from envbranch_testing.processes import free_port, wait_until
+from envbranch_testing.sample_app import shop_configuration
+from envbranch_testing.scenario import Project
 
 runner = CliRunner()
 

@@ -11,8 +11,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from envbranch.api.common import GROUP, VERSION
-from envbranch.testing.admission import BAD_SPECS, IMMUTABLE_BRANCH_CHANGES, create_environment, refusal
-from envbranch.testing.crds import install_crds
+from envbranch_testing.admission import BAD_SPECS, IMMUTABLE_BRANCH_CHANGES, create_environment, refusal
+from envbranch_testing.crds import install_crds
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from envbranch.testing.controlplane import REPO_ROOT
+from envbranch_testing.controlplane import REPO_ROOT
 
 TINY = {"BENCH_SCALES": "1", "BENCH_REPEAT": "1", "BENCH_BRANCHES": "2", "BENCH_ENVIRONMENTS": "3",
         "BENCH_IDLE_SECONDS": "1", "BENCH_PGBENCH_SECONDS": "1", "BENCH_REFLINK": "0"}

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.crds import install_crds
-from envbranch.testing.tools import CHART, documents, render_chart, run_tool, write_kubeconform_schemas
+from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.crds import install_crds
+from envbranch_testing.tools import CHART, documents, render_chart, run_tool, write_kubeconform_schemas
 
 NAMESPACE = "envbranch-system"
 VARIANTS: dict[str, dict[str, Any]] = {

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from envbranch.testing.tools import documents, run_tool
+from envbranch_testing.tools import documents, run_tool
 
 REPO = Path(__file__).resolve().parents[3]
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.operator import OPERATOR_USER, ExternalOperator, OperatorProcess
-from envbranch.testing.processes import wait_until
+from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.operator import OPERATOR_USER, ExternalOperator, OperatorProcess
+from envbranch_testing.processes import wait_until
 
 MARK = {"envbranch.io/uid": "0f8e1a52-0000-4000-8000-000000000001", "envbranch.io/environment": "b"}
 

@@ -10,11 +10,11 @@ import pytest
 from kubernetes import client
 
 from envbranch.api.common import GROUP, VERSION
-from envbranch.testing.admission import as_user, bind_users, copy_refused, create_environment
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.crds import install_crds
-from envbranch.testing.manifests import apply
-from envbranch.testing.processes import wait_until
+from envbranch_testing.admission import as_user, bind_users, copy_refused, create_environment
+from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.crds import install_crds
+from envbranch_testing.manifests import apply
+from envbranch_testing.processes import wait_until
 
 
 @pytest.fixture(scope="module")

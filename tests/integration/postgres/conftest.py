@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from envbranch import postgres as engine
-from envbranch.testing.postgres import Postgres
-from envbranch.testing.rich_schema import RICH_SCHEMA, admin_server
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.rich_schema import RICH_SCHEMA, admin_server
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,9 @@ import psycopg
 import pytest
 
 from envbranch import postgres as engine
-from envbranch.testing.postgres import Postgres
-from envbranch.testing.processes import wait_until
-from envbranch.testing.rich_schema import TABLES, admin_server
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.processes import wait_until
+from envbranch_testing.rich_schema import TABLES, admin_server
 
 
 def _uid() -> str:

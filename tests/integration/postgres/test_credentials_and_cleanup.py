@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from envbranch import postgres as engine
-from envbranch.testing.postgres import Postgres, Role
-from envbranch.testing.rich_schema import admin_server
+from envbranch_testing.postgres import Postgres, Role
+from envbranch_testing.rich_schema import admin_server
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_connection_errors_are_classified_without_the_password(postgres: Postgre
         engine.probe(wrong)
     assert "password authentication failed" in str(info.value)
     assert "a-wrong-password-1234" not in str(info.value) and "a-wrong-password-1234" not in repr(wrong)
-    from envbranch.testing.processes import free_port
+    from envbranch_testing.processes import free_port
 
     with pytest.raises(engine.TransientError):
         engine.probe(engine.Server("127.0.0.1", free_port(), "nobody", "x-password-5678"))

@@ -8,8 +8,8 @@ from typing import Any
 from psycopg import sql
 
 from envbranch import postgres as engine
-from envbranch.testing.processes import wait_until
-from envbranch.testing.scenario import Project
+from envbranch_testing.processes import wait_until
+from envbranch_testing.scenario import Project
 
 
 def _role_state(project: Project, role: str) -> tuple[Any, ...]:

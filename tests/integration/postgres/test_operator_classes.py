@@ -11,8 +11,8 @@ import pytest
 from psycopg import sql
 
 from envbranch import postgres as engine
-from envbranch.testing.postgres import Postgres
-from envbranch.testing.rich_schema import admin_server
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.rich_schema import admin_server
 
 OPCLASS = """
 CREATE FUNCTION cents_eq(numeric, numeric) RETURNS boolean LANGUAGE sql IMMUTABLE

@@ -21,8 +21,8 @@ from psycopg import sql
 
 from envbranch import postgres as engine
 from envbranch.postgres.schema import schema_dump
-from envbranch.testing.postgres import Postgres, Role
-from envbranch.testing.rich_schema import admin_server
+from envbranch_testing.postgres import Postgres, Role
+from envbranch_testing.rich_schema import admin_server
 
 TRAP = """
 CREATE FUNCTION public.refuse_admin(what text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$

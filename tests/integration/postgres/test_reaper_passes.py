@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from envbranch.testing.operator import E2E_OPERATOR_ENV, OperatorProcess, scrape_metrics
-from envbranch.testing.processes import wait_until
-from envbranch.testing.scenario import Project
+from envbranch_testing.operator import E2E_OPERATOR_ENV, OperatorProcess, scrape_metrics
+from envbranch_testing.processes import wait_until
+from envbranch_testing.scenario import Project
 
 pytestmark = pytest.mark.needs_local_operator  # reads the operator's metrics port directly
 

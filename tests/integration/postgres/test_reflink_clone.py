@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from envbranch import postgres as engine
-from envbranch.testing.postgres import Postgres
-from envbranch.testing.rich_schema import admin_server
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.rich_schema import admin_server
 
 IMAGE_BYTES = 512 * 1024**2  # sparse; XFS needs at least 300 MB
 

@@ -19,9 +19,9 @@ from psycopg import sql
 
 from envbranch import postgres as engine
 from envbranch.postgres.schema import schema_dump
-from envbranch.testing.certs import CertificateAuthority
-from envbranch.testing.postgres import CERT_ADMIN_USER, Postgres
-from envbranch.testing.sample_app import create_shop_database, row_counts
+from envbranch_testing.certs import CertificateAuthority
+from envbranch_testing.postgres import CERT_ADMIN_USER, Postgres
+from envbranch_testing.sample_app import create_shop_database, row_counts
 
 
 def _ca(pg: Postgres) -> CertificateAuthority:

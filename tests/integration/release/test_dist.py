@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from envbranch.testing.controlplane import find_binary
+from envbranch_testing.controlplane import find_binary
 
 REPO = Path(__file__).resolve().parents[3]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
@@ -87,10 +88,12 @@ def test_the_wheel_alone_gives_the_cli_and_the_operator_with_runtime_dependencie
     unpinned = {n: v for n, v in added.items() if pins.get(n) != v}
     assert not unpinned, f"installed but not as constraints.txt pins them: {unpinned}"
 
-    # Every module of the operator and the CLI imports with those (the test harness is not theirs).
+    # Every module of the operator and the CLI imports with those; the test harness is not in the wheel.
+    shipped = zipfile.ZipFile(_wheel(dist[0])).namelist()
+    assert not [n for n in shipped if "testing" in n.split("/")[0:2] or n.startswith("envbranch_testing")], shipped
     code = """import importlib, pkgutil, envbranch
 names = [m.name for m in pkgutil.walk_packages(envbranch.__path__, "envbranch.")
-         if not m.name.startswith(("envbranch.testing", "envbranch.__main__"))]
+         if m.name != "envbranch.__main__"]
 for name in names:
     importlib.import_module(name)
 print(envbranch.__version__, len(names), "envbranch.handlers" in names)"""

@@ -10,8 +10,8 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.processes import wait_until
+from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.processes import wait_until
 
 WIDGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -151,6 +151,6 @@ def test_stop_leaves_no_process() -> None:
     with cp:
         pids = [p.pid for p in cp.processes]
         assert len(pids) == 2
-    from envbranch.testing.processes import pid_alive
+    from envbranch_testing.processes import pid_alive
 
     assert [p for p in pids if p is not None and pid_alive(p)] == []

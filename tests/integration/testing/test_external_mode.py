@@ -18,10 +18,10 @@ import psycopg
 import pytest
 from kubernetes import config
 
-from envbranch.testing.certs import CertificateAuthority
-from envbranch.testing.controlplane import REPO_ROOT, ControlPlane, ExternalCluster
-from envbranch.testing.operator import local_operator
-from envbranch.testing.postgres import Postgres
+from envbranch_testing.certs import CertificateAuthority
+from envbranch_testing.controlplane import REPO_ROOT, ControlPlane, ExternalCluster
+from envbranch_testing.operator import local_operator
+from envbranch_testing.postgres import Postgres
 
 OWN_PROCESSES = ("etcd", "kube-apiserver", "kube-controller-manager")
 

@@ -7,8 +7,8 @@ import subprocess
 import psycopg
 import pytest
 
-from envbranch.testing.postgres import Postgres
-from envbranch.testing.processes import pid_alive
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.processes import pid_alive
 
 
 def test_admin_role_can_create_but_is_not_superuser(postgres_each: Postgres) -> None:

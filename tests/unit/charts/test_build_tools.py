@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from envbranch.testing.buildscripts import run_at_once, with_fake_go
+from envbranch_testing.buildscripts import run_at_once, with_fake_go
 
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "hack" / "build-tools.sh"

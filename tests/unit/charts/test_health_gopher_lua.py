@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from envbranch.testing.tools import CHART, argocd_health, argocd_health_gopher
+from envbranch_testing.tools import CHART, argocd_health, argocd_health_gopher
 
 CAPTURED: dict[str, dict[str, Any]] = yaml.safe_load((Path(__file__).parent / "captured_status.yaml").read_text())
 
@@ -83,7 +83,7 @@ def test_gopher_lua_and_lupa_agree(gopher: dict[str, dict[str, str]], case: str)
 
 def test_a_script_that_needs_the_string_library_fails_as_in_argocd(tmp_path: Path) -> None:
     # What the restricted VM is for: string.format works in lupa but not in Argo CD.
-    from envbranch.testing import tools
+    from envbranch_testing import tools
 
     script = tmp_path / "s.lua"
     script.write_text('return {status = "Healthy", message = string.format("%d", 1)}')

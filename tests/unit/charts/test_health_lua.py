@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from envbranch.testing.tools import CHART, HEALTH_SCRIPTS, argocd_health
+from envbranch_testing.tools import CHART, HEALTH_SCRIPTS, argocd_health
 
 CAPTURED: dict[str, dict[str, Any]] = yaml.safe_load((Path(__file__).parent / "captured_status.yaml").read_text())
 

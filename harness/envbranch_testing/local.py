@@ -9,15 +9,15 @@ import shutil
 import signal
 from pathlib import Path
 
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.node import NODE_ADDRESS, Node, ensure_bridge
-from envbranch.testing.node import cleanup as node_cleanup
-from envbranch.testing.postgres import Postgres
-from envbranch.testing.processes import pid_alive, wait_until
+from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.node import NODE_ADDRESS, Node, ensure_bridge
+from envbranch_testing.node import cleanup as node_cleanup
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.processes import pid_alive, wait_until
 
 
 def up(state_dir: Path, *, node: bool = False) -> dict[str, object]:
-    """With `node`, also a local node (envbranch.testing.node) that runs Pods, and PostgreSQL on the
+    """With `node`, also a local node (envbranch_testing.node) that runs Pods, and PostgreSQL on the
     node's bridge address, where those Pods reach it."""
     state_file = state_dir / "state.json"
     if state_file.exists():

@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from envbranch.testing.controlplane import REPO_ROOT, ControlPlane
-from envbranch.testing.tools import CHART, RELEASE, run_tool
+from envbranch_testing.controlplane import REPO_ROOT, ControlPlane
+from envbranch_testing.tools import CHART, RELEASE, run_tool
 
 CHART_TEMPLATES = REPO_ROOT / "charts" / "envbranch" / "templates"
 

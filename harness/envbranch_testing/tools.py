@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from envbranch.testing.controlplane import REPO_ROOT, run_build_script
-from envbranch.testing.processes import wait_until
+from envbranch_testing.controlplane import REPO_ROOT, run_build_script
+from envbranch_testing.processes import wait_until
 
 TOOLS = ("helm", "kubeconform")
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-tools.sh"

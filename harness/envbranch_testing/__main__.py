@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from envbranch.testing import local
+from envbranch_testing import local
 
 app = typer.Typer(add_completion=False, help="Local control plane and PostgreSQL for envbranch development.")
 # Wide enough for the demo tables when output goes to a pipe or a CI log.
@@ -34,7 +34,7 @@ def down(state_dir: Path = typer.Option(..., help="the folder `up` used")) -> No
 @app.command()
 def demo(keep: bool = typer.Option(False, help="leave the cluster and database running")) -> None:
     """Start everything, branch a sample application and show the result."""
-    from envbranch.testing.demo import run_demo
+    from envbranch_testing.demo import run_demo
 
     raise typer.Exit(run_demo(console, keep=keep))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from envbranch import postgres as engine
-from envbranch.testing.postgres import Postgres
+from envbranch_testing.postgres import Postgres
 
 RICH_SCHEMA = """
 CREATE EXTENSION citext;

@@ -15,7 +15,7 @@ from kubernetes import client, watch
 from envbranch.api.common import GROUP, VERSION
 from envbranch.branching.config_copy import ENVIRONMENT_LABEL
 from envbranch.branching.inventory import Entry
-from envbranch.testing.processes import wait_until
+from envbranch_testing.processes import wait_until
 
 
 @dataclass(frozen=True)

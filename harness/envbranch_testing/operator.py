@@ -11,10 +11,10 @@ from pathlib import Path
 
 from kubernetes import client
 
-from envbranch.testing.controlplane import ControlPlane
-from envbranch.testing.crds import install_crds
-from envbranch.testing.manifests import apply_rendered
-from envbranch.testing.processes import ManagedProcess, ProcessExited, free_port, wait_until
+from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.crds import install_crds
+from envbranch_testing.manifests import apply_rendered
+from envbranch_testing.processes import ManagedProcess, ProcessExited, free_port, wait_until
 
 # The user the e2e operator runs as: the chart's ServiceAccount's user name (a client certificate can
 # carry it), bound only to the chart's ClusterRole envbranch-operator and fenced by its policy.

@@ -8,7 +8,7 @@ from typing import Any
 
 from kubernetes import client
 
-from envbranch.testing.postgres import Postgres
+from envbranch_testing.postgres import Postgres
 
 SHOP_SCHEMA = """
 CREATE TYPE order_status AS ENUM ('new', 'paid', 'shipped', 'cancelled');

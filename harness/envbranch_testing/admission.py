@@ -8,7 +8,7 @@ from typing import Any
 from kubernetes import client, config
 
 from envbranch.api.common import GROUP, VERSION
-from envbranch.testing.controlplane import ControlPlane
+from envbranch_testing.controlplane import ControlPlane
 
 # (case id, spec, what the API server says) for specs refused at apply time by the CRD schema or CEL.
 BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [

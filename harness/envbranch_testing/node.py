@@ -21,8 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from envbranch.testing.controlplane import REPO_ROOT, ControlPlane, _b64, run_build_script
-from envbranch.testing.processes import ManagedProcess, free_port, wait_until
+from envbranch_testing.controlplane import REPO_ROOT, ControlPlane, _b64, run_build_script
+from envbranch_testing.processes import ManagedProcess, free_port, wait_until
 
 NODE_BUILD_SCRIPT = REPO_ROOT / "hack" / "build-node.sh"
 NODE_NAME = "envbranch-node"

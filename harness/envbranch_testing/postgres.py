@@ -29,8 +29,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from envbranch.postgres.tools import ClientTools, embedded_bin_dir, find_client_tools
-from envbranch.testing.certs import CertificateAuthority, KeyPair
-from envbranch.testing.processes import ManagedProcess, free_port, unprivileged_user, wait_until
+from envbranch_testing.certs import CertificateAuthority, KeyPair
+from envbranch_testing.processes import ManagedProcess, free_port, unprivileged_user, wait_until
 
 SUPERUSER = "postgres"
 ADMIN_USER = "envbranch_admin"

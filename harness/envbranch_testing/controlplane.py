@@ -19,11 +19,11 @@ from pathlib import Path
 
 import yaml
 
-from envbranch.testing.certs import CertificateAuthority, service_account_keys
-from envbranch.testing.processes import ManagedProcess, free_port, wait_until
+from envbranch_testing.certs import CertificateAuthority, service_account_keys
+from envbranch_testing.processes import ManagedProcess, free_port, wait_until
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-controlplane.sh"
 
 
@@ -61,7 +61,7 @@ class ControlPlane:
     def __init__(self, base_dir: Path | None = None, *, controller_manager: bool = True,
                  node_address: str | None = None) -> None:
         self._own_dir = base_dir is None
-        # With a local node (envbranch.testing.node): the API server also listens on the node's bridge
+        # With a local node (envbranch_testing.node): the API server also listens on the node's bridge
         # address and advertises it, so the `kubernetes` Service leads Pods to it.
         self.node_address = node_address
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="envbranch-k8s-"))

@@ -8,9 +8,9 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from envbranch.testing.processes import wait_until
+from envbranch_testing.processes import wait_until
 
-CRD_DIR = Path(__file__).resolve().parents[3] / "crds"
+CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 
 
 def install_crds(api: client.ApiClient, crd_dir: Path = CRD_DIR) -> list[str]:

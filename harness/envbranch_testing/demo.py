@@ -15,12 +15,12 @@ from rich.console import Console
 from rich.table import Table
 
 from envbranch import postgres as engine
-from envbranch.testing.controlplane import REPO_ROOT, ControlPlane
-from envbranch.testing.crds import install_crds
-from envbranch.testing.operator import OperatorProcess
-from envbranch.testing.postgres import Postgres
-from envbranch.testing.sample_app import row_counts
-from envbranch.testing.scenario import Project
+from envbranch_testing.controlplane import REPO_ROOT, ControlPlane
+from envbranch_testing.crds import install_crds
+from envbranch_testing.operator import OperatorProcess
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.sample_app import row_counts
+from envbranch_testing.scenario import Project
 
 EXAMPLES = REPO_ROOT / "examples"
 SERVER_EXAMPLE = EXAMPLES / "10-database-server.yaml"
@@ -63,7 +63,7 @@ def run_demo(console: Console, keep: bool = False) -> int:
         cp.kubectl("apply", "-f", str(EXAMPLES / "00-project.yaml"))
         shop = Project(api, "shop", pg)
         with console.status("the shop application: database with rows, configuration of every category"):
-            from envbranch.testing.sample_app import apply_shop_configuration, create_shop_database
+            from envbranch_testing.sample_app import apply_shop_configuration, create_shop_database
 
             create_shop_database(pg, "shop")
             shop.create_namespace("shop-prod")
@@ -145,7 +145,7 @@ def _delete_feature_x(console: Console, cp: ControlPlane, shop: Project, pg: Pos
     console.print("[bold]$ kubectl delete env feature-x -n shop[/]")
     console.print(cp.kubectl("delete", "env", "feature-x", "-n", "shop", "--timeout=120s").stdout)
     shop.wait_gone("feature-x")
-    from envbranch.testing.processes import wait_until
+    from envbranch_testing.processes import wait_until
 
     def ns_gone() -> bool:
         try:

@@ -8,7 +8,7 @@ only: the PostgreSQL project's apt repository is out of reach here). A client ma
 served by the lowest newer major the image has, as `envbranch.postgres.tools.find_client_tools`
 picks at run time; a major nothing newer covers fails the build (and tests/unit/test_image_spec.py).
 
-  python -m envbranch.testing.image --output IMAGE.tar [--name NAME]
+  python -m envbranch_testing.image --output IMAGE.tar [--name NAME]
 
 writes an OCI image archive (hack/oci_image.py) of two layers: the Debian root file system
 (mmdebstrap, cached by its package list) and the project's wheel with its pinned dependencies
@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 LOCAL_IMAGE = "docker.io/envbranch/operator:local"
 # What Debian's suites carry of PostgreSQL's clients (postgresql-client-N), and the major the
@@ -63,7 +63,7 @@ def dockerfile_spec(path: Path = DOCKERFILE) -> DockerfileSpec:
     def one(pattern: str, what: str) -> re.Match[str]:
         m = re.search(pattern, joined, re.MULTILINE)
         if m is None:
-            raise ValueError(f"{path}: no {what} (pattern {pattern!r}); keep envbranch.testing.image in step")
+            raise ValueError(f"{path}: no {what} (pattern {pattern!r}); keep envbranch_testing.image in step")
         return m
 
     base = one(r"^FROM\s+python:(\d+\.\d+)-slim-(\w+)", "FROM python:X.Y-slim-<suite>")

@@ -11,9 +11,9 @@ from kubernetes import client
 
 from envbranch import postgres as engine
 from envbranch.api.common import GROUP, VERSION
-from envbranch.testing.postgres import Postgres
-from envbranch.testing.processes import wait_until
-from envbranch.testing.sample_app import apply_shop_configuration, create_shop_database
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.processes import wait_until
+from envbranch_testing.sample_app import apply_shop_configuration, create_shop_database
 
 
 def _b64(value: str) -> str:
