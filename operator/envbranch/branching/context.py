@@ -18,13 +18,15 @@ from envbranch.settings import OperatorSettings
 
 @dataclass
 class OperatorContext:
+    """Made by `build`; the fields are what handlers, steps and metrics read."""
+
     settings: OperatorSettings
     kube: KubeClient
+    copy_lane: CopyLane                     # --copy-concurrency slots
+    executor: TrackedExecutor               # --concurrency threads, Kopf's from start-up on
     servers: ServerCache = field(default_factory=ServerCache)        # admin connections, a few seconds
     reaper: ReaperState = field(default_factory=ReaperState)
     clone_support: engine.CloneSupport = field(default_factory=engine.CloneSupport)
-    copy_lane: CopyLane = field(default_factory=lambda: CopyLane(slots=2))
-    executor: TrackedExecutor = field(default_factory=lambda: TrackedExecutor(2))
     # The kube-system UID, which the tags written from here on name (identify_cluster, at start-up).
     cluster: str | None = None
 

@@ -17,7 +17,6 @@ from envbranch import postgres as engine
 from envbranch.api import common
 from envbranch.branching import connection, database, environment
 from envbranch.branching.context import OperatorContext
-from envbranch.branching.copy_lane import CopyLane
 from envbranch.branching.errors import StepFailed
 from envbranch.kube import configuration, events, namespaces, resources
 from envbranch.kube.client import KubeClient
@@ -289,8 +288,8 @@ class World:
 
 def fake_context() -> OperatorContext:
     """A context of its own: fault injection on, one copy slot, an API client never connected."""
-    return OperatorContext(settings=OperatorSettings(fault_injection=True, source_wait=5), kube=KubeClient(),
-                           copy_lane=CopyLane(slots=1))
+    return OperatorContext.build(OperatorSettings(fault_injection=True, source_wait=5, copy_concurrency=1),
+                                 KubeClient())
 
 
 def _port(fake: Callable[..., Any], handed: object) -> Callable[..., Any]:
