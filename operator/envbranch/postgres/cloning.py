@@ -160,7 +160,7 @@ def _drop_quietly(server: Server, dbname: str, uid: str) -> None:
 
 def _template(server: Server, source_db: str, target_db: str, method: str, uid: str, owner: str | None) -> None:
     with server.connect() as conn:
-        # Reflink clone where the file system supports it, probed once per server.
+        # Reflink clone where the file system supports it (tried once per server by its CloneSupport).
         if conn.info.server_version >= 180000 and method == "FILE_COPY" and clone_supported(server):
             conn.execute("SET file_copy_method = clone")
         create_tagged_database(conn, sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY {}").format(
