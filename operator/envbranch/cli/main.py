@@ -39,6 +39,7 @@ from envbranch.cli import bundle as bundles
 from envbranch.cli import compare
 from envbranch.kube import access, configuration, resources
 from envbranch.kube.access import Need
+from envbranch.kube.client import KubeClient
 from envbranch.kube.configuration import Kind
 from envbranch.postgres import EngineError
 from envbranch.postgres import schema as pg_schema
@@ -140,8 +141,8 @@ def _not_found(exc: ApiException, namespace: str, name: str | None) -> str:
     return "the envbranch CRDs are not installed in this cluster (kubectl apply -f crds/)"
 
 
-def _get(namespace: str, name: str) -> dict[str, Any]:
-    return resources.read(ENVIRONMENTS, namespace, name, group=GROUP)
+def _get(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
+    return resources.read(kube, ENVIRONMENTS, namespace, name, group=GROUP)
 
 
 def _print_data(data: Any, output: Output | Format) -> None:
@@ -171,7 +172,7 @@ def _phase_reason(st: dict[str, Any]) -> str:
 def list_environments(namespace: str = NAMESPACE, output: Output = OUTPUT) -> None:
     """List the environments of a project."""
     with friendly_errors(namespace):
-        items = resources.list_all(ENVIRONMENTS, namespace, group=GROUP)
+        items = resources.list_all(KubeClient(), ENVIRONMENTS, namespace, group=GROUP)
     rows = [{"name": i["metadata"]["name"], "displayName": i["spec"].get("displayName", ""),
              "source": i["spec"].get("source", ""), "mode": i["spec"].get("mode", ""),
              "phase": (i.get("status") or {}).get("phase", ""),
@@ -192,7 +193,7 @@ def status(name: str = typer.Argument(..., help="the Environment"), namespace: s
            output: Output = OUTPUT) -> None:
     """Conditions, progress, copied and skipped configuration, rotations of one environment."""
     with friendly_errors(namespace, name):
-        st = _get(namespace, name).get("status") or {}
+        st = _get(KubeClient(), namespace, name).get("status") or {}
     if output != Output.table:
         _print_data(st, output)
         return
@@ -243,11 +244,12 @@ def branch(name: str = typer.Argument(..., help="display name or name of the new
         if dry_run:
             _print_data(manifest, output)
             return
-        resources.create(ENVIRONMENTS, namespace, manifest, group=GROUP)
+        kube = KubeClient()
+        resources.create(kube, ENVIRONMENTS, namespace, manifest, group=GROUP)
         err.print(f"environment {slug(name)} created in {namespace}")
         if no_wait:
             return
-        final = _follow(namespace, slug(name), timeout)
+        final = _follow(kube, namespace, slug(name), timeout)
     if final.get("phase") != "Active":
         if final.get("phase") == "Failed":
             _fail(f"branch failed: {_phase_reason(final)}")
@@ -257,13 +259,13 @@ def branch(name: str = typer.Argument(..., help="display name or name of the new
               f"credentials in Secret {final.get('credentialsSecret')} (namespace {final.get('namespace')})")
 
 
-def _follow(namespace: str, name: str, timeout: float) -> dict[str, Any]:
+def _follow(kube: KubeClient, namespace: str, name: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   console=err, transient=True) as bar:
         task = bar.add_task("pending", total=100)
         while time.monotonic() < deadline:
-            st = _get(namespace, name).get("status") or {}
+            st = _get(kube, namespace, name).get("status") or {}
             prog = st.get("progress") or {}
             bar.update(task, completed=prog.get("percent", 0), description=f"{st.get('phase', 'Pending')}: "
                        f"{prog.get('step', 'waiting')}")
@@ -271,7 +273,7 @@ def _follow(namespace: str, name: str, timeout: float) -> dict[str, Any]:
             if st.get("phase") in ("Active", "Failed") or stalled:
                 return st
             time.sleep(0.5)  # polling interval of the progress display
-    return _get(namespace, name).get("status") or {}
+    return _get(kube, namespace, name).get("status") or {}
 
 
 @app.command(epilog=_examples("envbranch rename feature-login Login_V2 -n shop"))
@@ -279,7 +281,7 @@ def rename(name: str = typer.Argument(..., help="the Environment"),
            display: str = typer.Argument(..., help="the new display name"), namespace: str = NAMESPACE) -> None:
     """Change an environment's display name."""
     with friendly_errors(namespace, name):
-        resources.patch(ENVIRONMENTS, namespace, name, {"spec": {"displayName": display}}, group=GROUP)
+        resources.patch(KubeClient(), ENVIRONMENTS, namespace, name, {"spec": {"displayName": display}}, group=GROUP)
     out.print(f"{escape(name)} is now {escape(repr(display))}")
 
 
@@ -290,11 +292,12 @@ def delete(name: str = typer.Argument(..., help="the Environment"), namespace: s
            timeout: float = typer.Option(300)) -> None:
     """Delete an environment (with deletionPolicy Delete: its database, role and namespace too)."""
     with friendly_errors(namespace, name):
-        resources.remove(ENVIRONMENTS, namespace, name, group=GROUP)
+        kube = KubeClient()
+        resources.remove(kube, ENVIRONMENTS, namespace, name, group=GROUP)
         deadline = time.monotonic() + timeout
         while wait and time.monotonic() < deadline:
             try:
-                _get(namespace, name)
+                _get(kube, namespace, name)
             except ApiException as exc:
                 if exc.status == 404:
                     break
@@ -315,13 +318,13 @@ def _runtime_namespace(env: dict[str, Any]) -> str:
     return str(st["namespace"])
 
 
-def _schema_of(project: str, env: dict[str, Any]) -> tuple[str, str]:
+def _schema_of(kube: KubeClient, project: str, env: dict[str, Any]) -> tuple[str, str]:
     """(database name, normalised schema) of an environment, read with the DatabaseServer's admin role."""
     db = (env.get("status") or {}).get("database") or {}
     if not db.get("server") or not db.get("name"):
         raise CliError(f"Environment {env['metadata']['name']!r} has no database yet "
                        f"(phase {(env.get('status') or {}).get('phase', 'Pending')})")
-    server = connection.server_info(project, db["server"])
+    server = connection.read_server(kube, project, db["server"])
     return db["name"], pg_schema.normalise_schema(pg_schema.schema_dump(server, db["name"]), db["name"])
 
 
@@ -338,14 +341,14 @@ def _diff_needs(project: str, envs: tuple[dict[str, Any], ...], schema: bool, co
     return needs
 
 
-def _require(needs: list[Need], hint: str) -> None:
-    lacking = access.missing(needs)
+def _require(kube: KubeClient, needs: list[Need], hint: str) -> None:
+    lacking = access.missing(kube, needs)
     if lacking:
         raise CliError("you may not " + "; ".join(n.describe() for n in lacking) + f": {hint}")
 
 
-def _categorised(env: dict[str, Any]) -> list[tuple[Kind, dict[str, Any]]]:
-    return configuration.list_both(_runtime_namespace(env), LABEL_CATEGORY)
+def _categorised(kube: KubeClient, env: dict[str, Any]) -> list[tuple[Kind, dict[str, Any]]]:
+    return configuration.list_both(kube, _runtime_namespace(env), LABEL_CATEGORY)
 
 
 @app.command(epilog=_examples(
@@ -361,17 +364,18 @@ def diff(a: str = typer.Argument(..., help="the first Environment"),
     owners, database names, envbranch tags and SET lines left out) and configuration differences
     by category. Secret values are never shown: only which keys differ."""
     with friendly_errors(namespace):
-        env_a, env_b = _get(namespace, a), _get(namespace, b)
-        _require(_diff_needs(namespace, (env_a, env_b), schema, config),
+        kube = KubeClient()
+        env_a, env_b = _get(kube, namespace, a), _get(kube, namespace, b)
+        _require(kube, _diff_needs(namespace, (env_a, env_b), schema, config),
                  "leave out what you may not read with --no-schema or --no-config")
         data: dict[str, Any] = {"a": a, "b": b}
         if schema:
-            db_a, schema_a = _schema_of(namespace, env_a)
-            db_b, schema_b = _schema_of(namespace, env_b)
+            db_a, schema_a = _schema_of(kube, namespace, env_a)
+            db_b, schema_b = _schema_of(kube, namespace, env_b)
             text = compare.schema_diff(schema_a, schema_b, f"{a} ({db_a})", f"{b} ({db_b})")
             data["schema"] = {"identical": not text, "diff": text}
         if config:
-            data["configuration"] = compare.config_diff(_categorised(env_a), _categorised(env_b))
+            data["configuration"] = compare.config_diff(_categorised(kube, env_a), _categorised(kube, env_b))
     if output != Output.table:
         _print_data(data, output)
     else:
@@ -429,9 +433,10 @@ def export(name: str = typer.Argument(..., help="the Environment"), namespace: s
     one ConfigurationBundle. Server-set metadata is left out; Secret values are never exported:
     each reads <redacted>."""
     with friendly_errors(namespace, name):
-        env = _get(namespace, name)
+        kube = KubeClient()
+        env = _get(kube, namespace, name)
         ns = _runtime_namespace(env)
-        bundle = bundles.export_bundle(_categorised(env), project=namespace, environment=name, namespace=ns)
+        bundle = bundles.export_bundle(_categorised(kube, env), project=namespace, environment=name, namespace=ns)
     if output == Format.yaml:
         sys.stdout.write(bundles.redaction_note(bundle))
     _print_data(bundle.dump(), output)
@@ -457,11 +462,12 @@ def import_bundle(file: str = typer.Argument(..., help="the bundle (YAML or JSON
         except yaml.YAMLError as exc:
             raise CliError(f"{file} is not YAML or JSON: {str(exc).splitlines()[0]}") from None
         bundle = bundles.parse_bundle(document)
-        env = _get(namespace, into)
+        kube = KubeClient()
+        env = _get(kube, namespace, into)
         ns = _runtime_namespace(env)
-        plan = bundles.plan_import(bundle, configuration.list_both(ns), into)
+        plan = bundles.plan_import(bundle, configuration.list_both(kube, ns), into)
         if not dry_run:
-            _apply(ns, plan)
+            _apply(kube, ns, plan)
     summary = [c.summary() for c in plan]
     if output != Output.table:
         _print_data({"environment": into, "namespace": ns, "dryRun": dry_run, "changes": summary}, output)
@@ -485,20 +491,20 @@ def _read(path: str) -> str:
         raise CliError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _apply(namespace: str, plan: list[bundles.Change]) -> None:
+def _apply(kube: KubeClient, namespace: str, plan: list[bundles.Change]) -> None:
     for change in plan:
         if change.action == "delete":
-            configuration.delete(change.kind, namespace, change.name)
+            configuration.delete(kube, change.kind, namespace, change.name)
         elif change.action == "create" or (change.action == "update" and change.recreate):
             if change.recreate:
-                configuration.delete(change.kind, namespace, change.name)
-            if not configuration.create(change.kind, namespace, change.body):
+                configuration.delete(kube, change.kind, namespace, change.name)
+            if not configuration.create(kube, change.kind, namespace, change.body):
                 raise CliError(f"conflict: {change.kind} {change.name!r} appeared in {namespace} meanwhile; "
                                "run the import again")
         elif change.action == "update":
             body = {**change.body, "metadata": {**change.body["metadata"],
                                                 "resourceVersion": change.resource_version}}
-            configuration.replace(change.kind, namespace, change.name, body)
+            configuration.replace(kube, change.kind, namespace, change.name, body)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

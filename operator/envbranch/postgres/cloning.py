@@ -57,10 +57,10 @@ def create_empty_database(server: Server, dbname: str, uid: str, owner: str | No
     start = time.monotonic()
     with server.connect() as conn:
         if database_exists(conn, dbname):
-            tag_database(conn, dbname, uid)  # the caller checked it is this environment's
+            tag_database(conn, dbname, uid, server.cluster)  # the caller checked it is this environment's
         else:
             create_tagged_database(conn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)), dbname, uid,
-                                   owner)
+                                   server.cluster, owner)
         size = _size(conn, dbname)
     return CloneResult("Empty", size, round(time.monotonic() - start, 3))
 
@@ -109,7 +109,7 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
                     raise classify(exc, (source.password, target.password),
                                    tls_dirs=(src.tls_dir, dst.tls_dir)) from None
         with target.connect() as conn:
-            tag_database(conn, target_db, uid)
+            tag_database(conn, target_db, uid, target.cluster)
             size = _size(conn, target_db)
     except DumpNeeded:
         raise
@@ -160,11 +160,12 @@ def _drop_quietly(server: Server, dbname: str, uid: str) -> None:
 
 def _template(server: Server, source_db: str, target_db: str, method: str, uid: str, owner: str | None) -> None:
     with server.connect() as conn:
-        # Reflink clone where the file system supports it, probed once per server.
+        # Reflink clone where the file system supports it (tried once per server by its CloneSupport).
         if conn.info.server_version >= 180000 and method == "FILE_COPY" and clone_supported(server):
             conn.execute("SET file_copy_method = clone")
         create_tagged_database(conn, sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY {}").format(
-            sql.Identifier(target_db), sql.Identifier(source_db), sql.SQL(method)), target_db, uid, owner)
+            sql.Identifier(target_db), sql.Identifier(source_db), sql.SQL(method)), target_db, uid, server.cluster,
+            owner)
 
 
 # -- Dump --------------------------------------------------------------------------------------------
@@ -231,7 +232,7 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
         # Tagged from the start: a crash in the middle of the copy leaves a database its Environment
         # (or, once that is gone, the reaper) recognises as its own and may drop.
         create_tagged_database(conn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)), target_db, uid,
-                               owner)
+                               target.cluster, owner)
     # Everything that writes into the branch runs as its role: code the source holds (CHECK
     # constraints, generated columns, index expressions) never runs with the admin's rights.
     branch = target.as_role(owner)

@@ -10,7 +10,7 @@ from typing import Any
 from envbranch import postgres as engine
 from envbranch.api import common
 from envbranch.api.environment import Strategy
-from envbranch.branching import copy_lane, database
+from envbranch.branching import database
 from envbranch.branching.errors import Waiting
 from envbranch.branching.run import Run
 from envbranch.branching.step import Plan
@@ -21,27 +21,28 @@ COPY_INLINE_S = 1.0
 
 def clone(run: Run, plan: Plan) -> dict[str, Any]:
     """The clone's result (strategy, bytes, seconds); Waiting while the lane still has it."""
-    job = copy_lane.LANE.get(run.uid)
+    lane = run.ctx.copy_lane
+    job = lane.get(run.uid)
     if job is None:
         copy = _copier(run, plan)
         try:
             # A schema-only Dump is short: only a Full one goes to the lane.
             return copy(run.spec.database.strategy if run.spec.database else "Auto", run.spec.mode == "System")
         except engine.DumpNeeded:
-            job = copy_lane.LANE.submit(run.uid, lambda: copy("Dump", True))
+            job = lane.submit(run.uid, lambda: copy("Dump", True))
         # A small copy is done within a moment: waiting that long here spares it a retry's delay.
         job.finished.wait(COPY_INLINE_S)
     if not job.done:
         if job.state == "queued":
             reason = "WaitingForCopySlot"
-            message = (f"waiting for a copy slot: the operator runs {copy_lane.LANE.slots} long copies at "
+            message = (f"waiting for a copy slot: the operator runs {lane.slots} long copies at "
                        "once (--copy-concurrency)")
         else:
             reason, message = "Copying", f"copying {plan.source_database} into {plan.database} (Dump)"
         run.pending_progress = None  # the copy reports its own progress
         run.write(conditions=run.conditions_with((common.CONDITION_DATABASE_READY, False, reason, message)))
         raise Waiting(reason, message, COPY_POLL_S)
-    copy_lane.LANE.forget(run.uid)
+    lane.forget(run.uid)
     return job.outcome()
 
 
@@ -58,7 +59,7 @@ def _copier(run: Run, plan: Plan) -> Callable[[Strategy, bool], dict[str, Any]]:
             run.progress("database", 20 + percent * 60 // 100)
 
     def copy(strategy: Strategy, dump: bool) -> dict[str, Any]:
-        return database.clone(run.project, source_server=source_server, source_database=source_database,
+        return database.clone(run.ctx, run.project, source_server=source_server, source_database=source_database,
                               server=plan.server_name, database=plan.database, mode=mode, strategy=strategy,
                               uid=run.uid, progress=report, owner=plan.role, dump=dump)
 

@@ -20,16 +20,17 @@ def make(run: Run, plan: Plan) -> None:
         return
     done = run.status.database
     if done is not None and done.name == plan.database and done.strategy and \
-            database.tagged_uid(run.project, plan.server_name, plan.database) == run.uid:
+            database.tagged_uid(run.ctx, run.project, plan.server_name, plan.database) == run.uid:
         return
     if plan.role is not None:
         # The role first, tagged: the database is born owned by it, so even a crash right after
         # CREATE DATABASE leaves nothing that cannot be recognised as this environment's.
         run.record(Entry("Role", plan.role, server=plan.server_name))
-        database.create_owner_role(run.project, plan.server_name, plan.role, run.uid)
+        database.create_owner_role(run.ctx, run.project, plan.server_name, plan.role, run.uid)
     run.record(Entry("Database", plan.database, server=plan.server_name))
     if plan.parent is None:
-        result = database.create_empty(run.project, plan.server_name, plan.database, run.uid, owner=plan.role)
+        result = database.create_empty(run.ctx, run.project, plan.server_name, plan.database, run.uid,
+                                         owner=plan.role)
     else:
         result = clone.clone(run, plan)
     watch.raise_if_deleted(run)
@@ -44,8 +45,8 @@ def make(run: Run, plan: Plan) -> None:
 
 
 def adopt(run: Run, plan: Plan) -> None:
-    database.require_database(run.project, plan.server_name, plan.database)
-    if database.public_can_connect(run.project, plan.server_name, plan.database):
+    database.require_database(run.ctx, run.project, plan.server_name, plan.database)
+    if database.public_can_connect(run.ctx, run.project, plan.server_name, plan.database):
         run.event("PublicConnect", f"every role may CONNECT to the adopted database {plan.database}, "
                   "branch roles included: REVOKE CONNECT ON DATABASE … FROM PUBLIC", warning=True)
     run.write(database=DatabaseStatus(server=plan.server_name, name=plan.database, strategy="Adopted"),
@@ -58,7 +59,7 @@ def undo(run: Run, entry: Entry) -> None:
     assert entry.server
     drop = database.drop_database if entry.kind == "Database" else database.drop_role
     try:
-        drop(run.project, entry.server, entry.name, run.uid)
+        drop(run.ctx, run.project, entry.server, entry.name, run.uid)
     except engine.NotOurs:
         # Recorded before a conflict was found: the name belongs to someone else; leave it be.
         run.event("NotOurs", f"{entry.describe()} is not this environment's: left in place", warning=True)
