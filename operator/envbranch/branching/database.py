@@ -23,7 +23,7 @@ def _result(result: engine.CloneResult) -> dict[str, Any]:
 
 def clone(project: str, *, source_server: str, source_database: str, server: str, database: str, mode: Mode,
           strategy: Strategy, uid: str, progress: Callable[[str, int], None], owner: str | None = None,
-          dump: bool = True) -> dict[str, Any]:
+          dump: bool = True, masking: engine.Masking | None = None) -> dict[str, Any]:
     source = connection.server_info(project, source_server)
     target = source if server == source_server else connection.server_info(project, server)
     with target.connect() as conn:
@@ -35,7 +35,7 @@ def clone(project: str, *, source_server: str, source_database: str, server: str
             engine.drop_database(target, database, uid)
     result = engine.clone_database(source, source_database, target, database, mode=mode,
                                    strategy=strategy, uid=uid, progress=progress,
-                                   owner=owner, dump=dump)
+                                   owner=owner, dump=dump, masking=masking)
     return _result(result)
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from envbranch import metrics
 from envbranch import postgres as engine
 from envbranch.api import common
-from envbranch.api.environment import DatabaseStatus
-from envbranch.branching import database, watch
+from envbranch.api.environment import DatabaseStatus, MaskingStatus
+from envbranch.branching import database, masking, watch
 from envbranch.branching.inventory import Entry
 from envbranch.branching.run import Run
 from envbranch.branching.step import Plan, Step
@@ -37,10 +37,32 @@ def make(run: Run, plan: Plan) -> None:
               f"database {plan.database} on {plan.server_name}: {result['strategy']}, "
               f"{result['bytes']} bytes in {result['seconds']}s")
     metrics.BYTES_COPIED.labels(result["strategy"]).inc(result["bytes"])
+    ready = (common.CONDITION_DATABASE_READY, True, "Cloned" if plan.parent else "Created",
+             f"database {plan.database} ready ({result['strategy']})")
     run.write(database=DatabaseStatus(server=plan.server_name, name=plan.database, **result),
-              conditions=run.conditions_with((common.CONDITION_DATABASE_READY, True,
-                                              "Cloned" if plan.parent else "Created",
-                                              f"database {plan.database} ready ({result['strategy']})")))
+              conditions=run.conditions_with(ready, *report_masking(run, plan)), **masking_fields(run, plan))
+
+
+def masking_fields(run: Run, plan: Plan) -> dict[str, object]:
+    """status.masking (which policy, how many columns; never the key) and status.personalData (this
+    branch holds a personal-data root's rows unmasked, so its own Full branches need masking)."""
+    mask = plan.masking
+    unmasked_personal = bool(run.spec.mode == "Full" and mask is None and plan.parent is not None
+                             and masking.holds_personal_data(plan.parent))
+    return {"masking": MaskingStatus(policy=mask.policy, columns=mask.columns,
+                                     inherited=True if mask.engine is None else None) if mask else None,
+            "personal_data": True if unmasked_personal else None}
+
+
+def report_masking(run: Run, plan: Plan) -> list[tuple[str, bool, str, str]]:
+    """The DataMasked condition and its Event, for a masked branch."""
+    mask = plan.masking
+    if mask is None:
+        return []
+    how = "inherited from the masked source" if mask.engine is None else "masked while the source was read"
+    message = f"{mask.columns} columns masked by MaskingPolicy {mask.policy} ({how})"
+    run.event("DataMasked", message)
+    return [(common.CONDITION_DATA_MASKED, True, "Inherited" if mask.engine is None else "Masked", message)]
 
 
 def adopt(run: Run, plan: Plan) -> None:

@@ -1,0 +1,75 @@
+"""A source database full of personal data, for the masking tests and the bench: e-mails under a
+domain and a unique index, a foreign key and a CHECK on masked columns, domains over masked types."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+PERSONAL_SCHEMA = r"""
+CREATE DOMAIN email_address AS text CHECK (VALUE ~ '^[^@\s]+@[^@\s]+\.[a-z]+$');
+CREATE DOMAIN phone_number AS varchar(20) CHECK (VALUE ~ '^\+?[0-9 ()-]{7,20}$');
+CREATE TABLE customers (
+    id bigint PRIMARY KEY,
+    email email_address NOT NULL UNIQUE,
+    full_name varchar(60) NOT NULL,
+    phone phone_number,
+    birth_date date CHECK (birth_date > date '1900-01-01'),
+    card_number varchar(19) CHECK (length(card_number) BETWEEN 12 AND 19),
+    iban text,
+    last_login_ip inet,
+    api_token text,
+    country text NOT NULL,
+    CHECK (email LIKE '%@%')
+);
+CREATE TABLE orders (
+    id bigint PRIMARY KEY,
+    customer_email email_address NOT NULL REFERENCES customers (email),
+    placed_on date NOT NULL,
+    total_cents integer NOT NULL
+);
+CREATE TABLE newsletter (email text PRIMARY KEY, signed_up timestamptz NOT NULL);
+"""
+
+
+def fill_sql(rows: int) -> str:
+    """`rows` customers, two orders each, every third one on the newsletter."""
+    return f"""
+INSERT INTO customers
+SELECT i, 'customer' || i || '@realmail.org', 'Realname' || i || ' Realsurname',
+       '+49 30 ' || (1000000 + i), date '1960-01-01' + i % 15000, '4111 1111 ' || lpad(i::text, 9, '0'),
+       'DE89370400440532' || lpad(i::text, 6, '0'), ('10.' || i % 250 || '.' || i % 200 || '.7')::inet,
+       'tok_' || md5(i::text), (ARRAY['DE', 'FR', 'NL'])[1 + i % 3]
+FROM generate_series(1, {rows}) i;
+INSERT INTO orders SELECT j, 'customer' || (1 + j % {rows}) || '@realmail.org', date '2026-01-01' + j % 300, j
+FROM generate_series(1, {2 * rows}) j;
+INSERT INTO newsletter SELECT 'customer' || i || '@realmail.org', timestamptz '2025-01-01' + i * interval '1 hour'
+FROM generate_series(1, {rows}, 3) i;
+"""
+
+
+def sample_values(rows: int) -> list[str]:
+    """Original values of a few customers: none may be found anywhere in a masked branch."""
+    picks = sorted({1, 2, rows // 2, rows})
+    return [v for i in picks for v in (f"customer{i}@realmail.org", f"Realname{i} Realsurname",
+                                       f"+49 30 {1000000 + i}", f"DE89370400440532{i:06d}",
+                                       "tok_" + hashlib.md5(str(i).encode()).hexdigest())]  # noqa: S324
+
+
+# The policy's spec: every personal column covered, country classified as not personal.
+POLICY_RULES: list[dict[str, Any]] = [
+    {"table": "customers", "column": "email", "function": "Email"},
+    {"table": "orders", "column": "customer_email", "function": "Email"},
+    {"table": "newsletter", "column": "email", "function": "Email"},
+    {"table": "customers", "column": "full_name", "function": "PersonName"},
+    {"table": "customers", "column": "phone", "function": "Phone"},
+    {"table": "customers", "column": "birth_date", "function": "DateShift", "maxDays": 30},
+    {"table": "customers", "column": "card_number", "function": "Partial", "keep": 4},
+    {"table": "customers", "column": "iban", "function": "Hash"},
+    {"table": "customers", "column": "last_login_ip", "function": "Null"},
+    {"table": "customers", "column": "api_token", "function": "Constant", "value": "redacted"},
+]
+
+
+def policy_spec(secret: str) -> dict[str, Any]:
+    return {"keySecretRef": {"name": secret}, "rules": POLICY_RULES, "notPersonal": ["customers.country"]}
