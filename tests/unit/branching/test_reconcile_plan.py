@@ -123,3 +123,32 @@ def test_recorded_names_are_reused(world: World) -> None:
     world.reconcile("production")
     assert world.status("production")["database"]["name"] == "legacy_db"
     assert (SERVER, "legacy_role") in world.pg.roles
+
+
+def test_a_full_branch_of_a_personal_data_root_without_masking_fails_and_makes_nothing(world: World) -> None:
+    root = world.add_active_source()
+    root["spec"]["personalData"] = True
+    world.add_env("feature", {"source": "production", "mode": "Full"})
+    world.reconcile("feature")
+    status = world.status("feature")
+    assert status["phase"] == "Failed" and world.condition("feature", "Ready")["reason"] == "MaskingRequired"
+    assert "spec.database.masking" in world.condition("feature", "Ready")["message"]
+    assert "inventory" not in status and not world.kube.namespaces and not world.pg.databases
+    # Schema only holds no rows: allowed; its status says it holds no personal data.
+    world.add_env("schema-only", {"source": "production", "mode": "System"})
+    world.reconcile("schema-only")
+    assert world.status("schema-only")["phase"] == "Active"
+    assert "personalData" not in world.status("schema-only")
+
+
+def test_a_masked_source_is_inherited_and_may_be_copied_as_it_is(world: World) -> None:
+    world.add_env("masked", {"source": "production", "mode": "Full"}, status={
+        "phase": "Active", "namespace": f"{PROJECT}-masked", "personalData": None,
+        "database": {"server": SERVER, "name": f"{PROJECT}_masked"}, "masking": {"policy": "pii", "columns": 3}})
+    world.add_env("child", {"source": "masked", "mode": "Full"})
+    world.reconcile("child")
+    status = world.status("child")
+    assert status["phase"] == "Active", status
+    assert status["masking"] == {"policy": "pii", "columns": 3, "inherited": True}
+    assert world.condition("child", "DataMasked")["reason"] == "Inherited"
+    assert world.pg.cloned_with_masking is None  # nothing masked twice: the source's rows are masked already
