@@ -90,5 +90,5 @@ def test_table_reads_cover_partitions_through_their_root_and_refuse_unknown_colu
     assert reads.column_count == 1
     assert reads.query("public", "events_2026", ["id", "email"]) is not None
     assert reads.query("public", "other", ["id"]) is None
-    with pytest.raises(pm.MaskingError, match="does not have: public.t.email"):
+    with pytest.raises(pm.MaskingError, match=r"does not have: public\.t\.email"):
         pm.TableReads(masking, [_column("u", "email")])
