@@ -3,8 +3,13 @@ domain and a unique index, a foreign key and a CHECK on masked columns, domains 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from typing import Any
+
+from psycopg import sql
+
+from envbranch_testing.postgres import Postgres
 
 PERSONAL_SCHEMA = r"""
 CREATE DOMAIN email_address AS text CHECK (VALUE ~ '^[^@\s]+@[^@\s]+\.[a-z]+$');
@@ -73,3 +78,35 @@ POLICY_RULES: list[dict[str, Any]] = [
 
 def policy_spec(secret: str) -> dict[str, Any]:
     return {"keySecretRef": {"name": secret}, "rules": POLICY_RULES, "notPersonal": ["customers.country"]}
+
+
+def found_in_tables(pg: Postgres, dbname: str, samples: list[str]) -> list[str]:
+    """The samples found in any row of any table of `dbname` (each row as text)."""
+    with pg.connect(dbname) as conn:
+        tables = [sql.Identifier(str(r[0]), str(r[1])) for r in conn.execute(
+            "SELECT schemaname, tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')").fetchall()]
+        text = "\n".join(str(row[0]) for t in tables
+                         for row in conn.execute(sql.SQL("SELECT x::text FROM {} x").format(t)).fetchall())
+    assert text, f"{dbname} holds no rows"
+    return [s for s in samples if s in text]
+
+
+def found_on_disk(pg: Postgres, dbname: str, samples: list[str]) -> list[str]:
+    """The samples found in the files of `dbname` (base/<oid>/, after a checkpoint wrote every page)."""
+    with pg.connect() as conn:
+        conn.execute("CHECKPOINT")
+        oid = conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+    assert oid is not None
+    files = [p for p in (pg.data_dir / "base" / str(oid[0])).iterdir() if p.is_file()]
+    data = b"".join(p.read_bytes() for p in files)
+    assert len(data) > 1_000_000, "the database's files were not read"
+    return [s for s in samples if s.encode() in data]
+
+
+def key_traces(key: bytes) -> list[str]:
+    """Every form the masking key (or the HMAC pads derived from it) could be written in."""
+    from envbranch.postgres.masking import Masking
+
+    ipad, opad = Masking("p", key, {}).pads()
+    return [key.decode(), key.hex(), base64.b64encode(key).decode(), ipad.hex(), opad.hex()]
