@@ -109,15 +109,22 @@ def read_policy(project: str, name: str) -> tuple[MaskingPolicySpec, bytes]:
     return spec, key
 
 
-def check_columns(project: str, policy: str, spec: MaskingPolicySpec, server: str,
-                  database: str) -> list[pg_masking.SourceColumn]:
-    """The source's columns, once nothing unclassified is left (or the policy allows it)."""
+def classify_source(project: str, spec: MaskingPolicySpec, server: str,
+                    database: str) -> tuple[list[pg_masking.SourceColumn], list[str]]:
+    """The source's columns, and what of them (and of its large objects) the policy leaves unclassified."""
     with connection.server_info(project, server).connect(database) as conn:
         columns = pg_masking.source_columns(conn)
         large_objects = pg_masking.large_object_count(conn)
     found = unclassified(spec, columns)
     if large_objects:
         found.append(f"large objects ({large_objects}): no rule can mask them")
+    return columns, found
+
+
+def check_columns(project: str, policy: str, spec: MaskingPolicySpec, server: str,
+                  database: str) -> list[pg_masking.SourceColumn]:
+    """The source's columns, once nothing unclassified is left (or the policy allows it)."""
+    columns, found = classify_source(project, spec, server, database)
     if found and spec.unclassified == "Refuse":
         raise Invalid("UnclassifiedColumns", f"MaskingPolicy {policy!r} leaves columns that look personal "
                       f"unclassified: {', '.join(found)}; add a rule or list them in notPersonal")
