@@ -414,19 +414,25 @@ def _read_statement(item: _Table, reads: TableReads | None) -> tuple[str, sql.SQ
     when masked (the branch parses each value with its column's type, domain and CHECKs)."""
     table = sql.Identifier(item.schema, item.name)
     columns = sql.SQL(", ").join([sql.Identifier(c) for c in item.columns])
-    where = None
-    if item.blocks is not None:
-        first, last = item.blocks
-        where = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({first},0)"))
-        if last is not None:
-            where = sql.SQL("{} AND ctid < {}::tid").format(where, sql.Literal(f"({last},0)"))
-    masked = reads.query(item.schema, item.name, item.columns, where) if reads else None
+    masked = reads.query(item.schema, item.name, item.columns, _slice(item, sql.SQL("src.ctid"))) if reads else None
     if masked is not None:
         return sql.SQL("COPY ({}) TO STDOUT").format(masked).as_string(None), _TEXT
+    where = _slice(item, sql.SQL("ctid"))
     if where is None:
         return sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(table, columns).as_string(None), _BINARY
     return sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT binary)").format(
         columns, table, where).as_string(None), _BINARY
+
+
+def _slice(item: _Table, ctid: sql.Composable) -> sql.Composable | None:
+    """The block range of a slice of a big table; None for a whole table."""
+    if item.blocks is None:
+        return None
+    first, last = item.blocks
+    where = sql.SQL("{} >= {}::tid").format(ctid, sql.Literal(f"({first},0)"))
+    if last is not None:
+        where = sql.SQL("{} AND {} < {}::tid").format(where, ctid, sql.Literal(f"({last},0)"))
+    return where
 
 
 def _feed_key(reader: subprocess.Popen[bytes], reads: TableReads) -> None:

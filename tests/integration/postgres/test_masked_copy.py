@@ -17,6 +17,7 @@ from psycopg import sql
 from envbranch import postgres as engine
 from envbranch.api.maskingpolicy import MaskingPolicySpec
 from envbranch.branching.masking import resolved_masks, unclassified
+from envbranch.postgres import cloning
 from envbranch.postgres import masking as pg_masking
 from envbranch_testing.personal_schema import (
     PERSONAL_SCHEMA,
@@ -37,9 +38,11 @@ TABLES = ("customers", "orders", "newsletter")
 
 @pytest.fixture(scope="module")
 def masked(postgres_each: Postgres) -> Iterator[tuple[Postgres, list[str], list[str]]]:
-    """`personal` and two masked copies of it, made while the statement log records everything and
-    pg_stat_activity is sampled; yields (server, copies, what the sampling saw)."""
+    """`personal` and two masked copies of it (the second reading its big tables in slices), made
+    while the statement log records everything and pg_stat_activity is sampled; yields (server,
+    databases, what the sampling saw)."""
     pg = postgres_each
+    monkeypatch = pytest.MonkeyPatch()
     source = f"personal_{uuid.uuid4().hex[:6]}"
     with pg.connect(role=pg.admin) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(source)))
@@ -57,12 +60,15 @@ def masked(postgres_each: Postgres) -> Iterator[tuple[Postgres, list[str], list[
     sampler.start()
     try:
         for copy in copies:
+            if copy == copies[1]:  # the second copy reads the big tables in block-range slices
+                monkeypatch.setattr(cloning, "SPLIT_BYTES", 1024 * 1024)
             engine.clone_database(server, source, server, copy, mode="Full", strategy="Dump", uid=str(uuid.uuid4()),
                                   masking=masking)
     finally:
         stop.set()
         sampler.join()
         _log_everything(pg, False)
+        monkeypatch.undo()
     yield pg, [source, *copies], seen
     for name in [*copies, source]:
         with server.connect() as conn:
