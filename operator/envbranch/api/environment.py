@@ -111,7 +111,7 @@ class EnvironmentSpec(Model):
                             description="Delete the environment this long after creation, e.g. 72h, 90m, 7d.")
     personal_data: bool | None = Field(
         default=None, description="Roots only, project owners only: the database holds personal data, so "
-        "every Full branch of it (and of its unmasked branches) needs spec.database.masking "
+        "every Full branch of it (and of its unmasked Full branches) needs spec.database.masking "
         "(MaskingRequired).")
     deletion_policy: DeletionPolicy | None = Field(
         default=None, description="Delete drops the database and role and deletes the namespace; Retain keeps "
@@ -187,8 +187,6 @@ class EnvironmentStatus(Model):
     database: DatabaseStatus | None = None
     credentials_secret: str | None = None
     masking: MaskingStatus | None = Field(default=None, description="Which policy masked the data, never the key.")
-    personal_data: bool | None = Field(default=None, description="This branch holds the personal data of a root "
-                                       "with spec.personalData, unmasked: its Full branches need masking.")
     copied: CopiedCounts | None = None
     skipped: list[SkippedObject] | None = None
     rotations: list[Rotation] | None = None

@@ -135,11 +135,23 @@ def masking_of(env: dict[str, Any]) -> dict[str, Any] | None:
     return (env.get("status") or {}).get("masking")
 
 
-def holds_personal_data(env: dict[str, Any]) -> bool:
-    """A root marked spec.personalData (read live), or a branch that copied such data unmasked."""
-    if not (env.get("spec") or {}).get("source"):
-        return bool((env.get("spec") or {}).get("personalData"))
-    return bool((env.get("status") or {}).get("personalData"))
+MAX_LINEAGE = 64
+
+
+def holds_personal_data(project: str, env: dict[str, Any]) -> bool:
+    """Whether `env`'s rows are a personal-data root's, unmasked: walked up live through unmasked
+    Full branches to the root and its spec.personalData (a root marked later counts at once)."""
+    for _ in range(MAX_LINEAGE):
+        spec = env.get("spec") or {}
+        if not spec.get("source"):
+            return bool(spec.get("personalData"))
+        if masking_of(env) or spec.get("mode") != "Full":
+            return False  # masked rows, or no rows at all
+        parent = resources.get(common.ENVIRONMENTS, project, str(spec["source"]))
+        if parent is None:
+            return False  # a broken lineage (docs/security.md, Known limits)
+        env = parent
+    return False
 
 
 def plan_masking(project: str, policy: str | None, mode: str | None, parent: dict[str, Any] | None,
@@ -152,7 +164,7 @@ def plan_masking(project: str, policy: str | None, mode: str | None, parent: dic
     if policy is None or (inherited and inherited.get("policy") == policy):
         if inherited:
             return MaskPlan(str(inherited["policy"]), int(inherited.get("columns") or 0), None)
-        if holds_personal_data(parent):
+        if holds_personal_data(project, parent):
             raise Invalid("MaskingRequired", f"source {parent['metadata']['name']!r} holds personal data "
                           "(spec.personalData of its root): a Full branch needs spec.database.masking naming a "
                           "MaskingPolicy, or mode System")

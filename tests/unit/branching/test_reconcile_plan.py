@@ -138,12 +138,23 @@ def test_a_full_branch_of_a_personal_data_root_without_masking_fails_and_makes_n
     world.add_env("schema-only", {"source": "production", "mode": "System"})
     world.reconcile("schema-only")
     assert world.status("schema-only")["phase"] == "Active"
-    assert "personalData" not in world.status("schema-only")
+
+
+def test_masking_is_required_down_unmasked_full_branches_of_a_root_marked_later(world: World) -> None:
+    root = world.add_active_source()
+    world.add_env("staging", {"source": "production", "mode": "Full"})
+    world.reconcile("staging")
+    assert world.status("staging")["phase"] == "Active"
+    root["spec"]["personalData"] = True  # marked after staging copied the rows unmasked
+    world.add_env("from-staging", {"source": "staging", "mode": "Full"})
+    world.reconcile("from-staging")
+    assert world.condition("from-staging", "Ready")["reason"] == "MaskingRequired"
+    assert "staging" in world.condition("from-staging", "Ready")["message"]
 
 
 def test_a_masked_source_is_inherited_and_may_be_copied_as_it_is(world: World) -> None:
     world.add_env("masked", {"source": "production", "mode": "Full"}, status={
-        "phase": "Active", "namespace": f"{PROJECT}-masked", "personalData": None,
+        "phase": "Active", "namespace": f"{PROJECT}-masked",
         "database": {"server": SERVER, "name": f"{PROJECT}_masked"}, "masking": {"policy": "pii", "columns": 3}})
     world.add_env("child", {"source": "masked", "mode": "Full"})
     world.reconcile("child")

@@ -7,7 +7,7 @@ from envbranch import metrics
 from envbranch import postgres as engine
 from envbranch.api import common
 from envbranch.api.environment import DatabaseStatus, MaskingStatus
-from envbranch.branching import database, masking, watch
+from envbranch.branching import database, watch
 from envbranch.branching.inventory import Entry
 from envbranch.branching.run import Run
 from envbranch.branching.step import Plan, Step
@@ -40,18 +40,14 @@ def make(run: Run, plan: Plan) -> None:
     ready = (common.CONDITION_DATABASE_READY, True, "Cloned" if plan.parent else "Created",
              f"database {plan.database} ready ({result['strategy']})")
     run.write(database=DatabaseStatus(server=plan.server_name, name=plan.database, **result),
-              conditions=run.conditions_with(ready, *report_masking(run, plan)), **masking_fields(run, plan))
+              conditions=run.conditions_with(ready, *report_masking(run, plan)), masking=masking_status(plan))
 
 
-def masking_fields(run: Run, plan: Plan) -> dict[str, object]:
-    """status.masking (which policy, how many columns; never the key) and status.personalData (this
-    branch holds a personal-data root's rows unmasked, so its own Full branches need masking)."""
+def masking_status(plan: Plan) -> MaskingStatus | None:
+    """Which policy masked the rows and how many columns; never the key."""
     mask = plan.masking
-    unmasked_personal = bool(run.spec.mode == "Full" and mask is None and plan.parent is not None
-                             and masking.holds_personal_data(plan.parent))
-    return {"masking": MaskingStatus(policy=mask.policy, columns=mask.columns,
-                                     inherited=True if mask.engine is None else None) if mask else None,
-            "personal_data": True if unmasked_personal else None}
+    return MaskingStatus(policy=mask.policy, columns=mask.columns,
+                         inherited=True if mask.engine is None else None) if mask else None
 
 
 def report_masking(run: Run, plan: Plan) -> list[tuple[str, bool, str, str]]:
