@@ -18,17 +18,9 @@ from typer.testing import CliRunner
 from envbranch.api.common import GROUP, VERSION
 from envbranch.cli.main import app
 from envbranch.kube import client as kube
+from envbranch_testing import personal_schema as personal_db
 from envbranch_testing.controlplane import ControlPlane
 from envbranch_testing.operator import OperatorProcess
-from envbranch_testing.personal_schema import (
-    PERSONAL_SCHEMA,
-    fill_sql,
-    found_in_tables,
-    found_on_disk,
-    key_traces,
-    policy_spec,
-    sample_values,
-)
 from envbranch_testing.postgres import Postgres
 from envbranch_testing.scenario import Project, assert_nothing_left
 
@@ -44,8 +36,8 @@ def personal(project: Project, controlplane: ControlPlane, monkeypatch: pytest.M
     with project.pg.connect(role=project.pg.admin) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     with project.pg.connect(dbname, role=project.pg.admin) as conn:
-        conn.execute(PERSONAL_SCHEMA)
-        conn.execute(fill_sql(ROWS))
+        conn.execute(personal_db.PERSONAL_SCHEMA)
+        conn.execute(personal_db.fill_sql(ROWS))
     project.allow_adoption(dbname)
     project.apply_env("production", {"database": {"serverRef": "main", "name": dbname}, "personalData": True})
     project.wait_phase("production", "Active")
@@ -55,7 +47,7 @@ def personal(project: Project, controlplane: ControlPlane, monkeypatch: pytest.M
         "data": {"key": base64.b64encode(key).decode()}})
     project.custom.create_namespaced_custom_object(GROUP, VERSION, project.namespace, "maskingpolicies", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "MaskingPolicy", "metadata": {"name": "pii"},
-        "spec": policy_spec("masking-key")})
+        "spec": personal_db.policy_spec("masking-key")})
     monkeypatch.setenv("KUBECONFIG", str(controlplane.kubeconfig))
     monkeypatch.setenv("COLUMNS", "200")
     kube._client = None
@@ -140,9 +132,9 @@ def test_masked_branches_of_a_personal_data_root(personal: bytes, project: Proje
     assert counts == {"customers": ROWS, "orders": 2 * ROWS, "newsletter": ROWS // 3 + 1}
     # The same source value masks alike in two branches (and, by the FK, in two tables).
     assert _digest(pg, db_a) == _digest(pg, db_b)
-    samples = sample_values(ROWS)
-    assert found_in_tables(pg, source, samples) == samples
-    assert found_in_tables(pg, db_a, samples) == [] and found_on_disk(pg, db_a, samples) == []
+    samples = personal_db.sample_values(ROWS)
+    assert personal_db.found_in_tables(pg, source, samples) == samples
+    assert personal_db.found_in_tables(pg, db_a, samples) == [] and personal_db.found_on_disk(pg, db_a, samples) == []
 
     # A branch of the masked branch copies its masked rows as they are: Template allowed.
     project.apply_env("masked-child", {"source": "masked-a", "mode": "Full"})
@@ -162,7 +154,7 @@ def test_masked_branches_of_a_personal_data_root(personal: bytes, project: Proje
     assert 'COPY "pg_temp"."envbranch_mask_key" FROM STDIN' in server_log
     events = json.dumps([e.to_dict() for e in project.core.list_namespaced_event(ns).items], default=str)
     statuses = json.dumps([project.status(n) for n in ("masked-a", "masked-b", "masked-child")])
-    for trace in key_traces(personal):
+    for trace in personal_db.key_traces(personal):
         for where, text in {"operator log": operator.log(), "Events": events, "status": statuses,
                             "CLI output": check.output + shown.output, "server log": server_log,
                             "pg_stat_activity": "\n".join(watch.seen)}.items():

@@ -248,5 +248,6 @@ def test_helm_install_upgrade_and_uninstall_keep_the_crds_and_their_objects() ->
         assert sorted(crds) == ["customresourcedefinition.apiextensions.k8s.io/clusterkopfpeerings.kopf.dev",
                                 "customresourcedefinition.apiextensions.k8s.io/databaseservers.envbranch.io",
                                 "customresourcedefinition.apiextensions.k8s.io/environments.envbranch.io",
-                                "customresourcedefinition.apiextensions.k8s.io/kopfpeerings.kopf.dev"]
+                                "customresourcedefinition.apiextensions.k8s.io/kopfpeerings.kopf.dev",
+                                "customresourcedefinition.apiextensions.k8s.io/maskingpolicies.envbranch.io"]
         cp.kubectl("get", "-n", "shop", "databaseserver/main")
