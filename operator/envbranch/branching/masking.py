@@ -173,7 +173,8 @@ def plan_masking(project: str, policy: str | None, mode: str | None, parent: dic
     server, database = source
     assert server and database
     columns = check_columns(project, policy, spec, server, database)
-    masking = pg_masking.Masking(policy, key, resolved_masks(spec))
+    masking = pg_masking.Masking(policy, key, resolved_masks(spec),
+                                 frozenset((c.schema, c.table, c.column) for c in columns))
     try:
         count = pg_masking.TableReads(masking, columns).column_count
     except pg_masking.MaskingError as exc:

@@ -68,6 +68,9 @@ class Masking:
     policy: str
     key: bytes = field(repr=False)
     columns: Mapping[tuple[str, str, str], ColumnMask]
+    # The columns the classifier saw when the branch was planned: one that appears before the copy
+    # starts was never classified, and is refused rather than copied as it is. None: not checked.
+    classified: frozenset[tuple[str, str, str]] | None = None
 
     def pads(self) -> tuple[bytes, bytes]:
         """HMAC-SHA256's inner and outer pads of the key (RFC 2104)."""
@@ -326,6 +329,12 @@ class TableReads:
         if missing:
             raise MaskingError(f"masking policy {masking.policy} names columns the source does not have: "
                                f"{', '.join(missing)}")
+        if masking.classified is not None:
+            new = [f"{c.schema}.{c.table}.{c.column}" for c in columns
+                   if (c.schema, c.table, c.column) not in masking.classified]
+            if new:
+                raise MaskingError(f"columns appeared after the masking plan and were never classified: "
+                                   f"{', '.join(new)}; branch again (envbranch.io/retry)")
 
     @property
     def column_count(self) -> int:

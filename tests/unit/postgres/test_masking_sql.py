@@ -92,3 +92,11 @@ def test_table_reads_cover_partitions_through_their_root_and_refuse_unknown_colu
     assert reads.query("public", "other", ["id"]) is None
     with pytest.raises(pm.MaskingError, match=r"does not have: public\.t\.email"):
         pm.TableReads(masking, [_column("u", "email")])
+
+
+def test_a_column_the_plan_never_classified_stops_the_copy() -> None:
+    planned = pm.Masking("p", KEY, {("public", "t", "email"): pm.ColumnMask("Email")},
+                         frozenset({("public", "t", "email")}))
+    assert pm.TableReads(planned, [_column("t", "email")]).column_count == 1
+    with pytest.raises(pm.MaskingError, match=r"never classified: public\.t\.phone"):
+        pm.TableReads(planned, [_column("t", "email"), _column("t", "phone")])
