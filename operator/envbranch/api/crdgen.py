@@ -98,7 +98,8 @@ def generate() -> dict[str, str]:
             _col("Source", ".spec.source"), _col("Mode", ".spec.mode"), _col("Phase", ".status.phase"),
             _col("Database", ".status.database.name"), _col("Age", ".metadata.creationTimestamp", "date"),
             _col("Display Name", ".spec.displayName", priority=1),
-            _col("Strategy", ".status.database.strategy", priority=1)]),
+            _col("Strategy", ".status.database.strategy", priority=1),
+            _col("Masking", ".status.masking.policy", priority=1)]),
         "envbranch.io_databaseservers.yaml": crd(DatabaseServer, "databaseservers", ["dbserver"], [
             _col("Host", ".spec.host"), _col("Version", ".status.version"),
             _col("Ready", '.status.conditions[?(@.type=="Ready")].status'),

@@ -14,9 +14,10 @@ from envbranch.api.common import DNS_LABEL, Model, cel
 
 MaskFunction = Literal["Hash", "Email", "PersonName", "Phone", "Partial", "Constant", "Null", "DateShift"]
 Unclassified = Literal["Refuse", "Allow"]
-# `table` or `schema.table` (public when no schema is given); names as PostgreSQL spells them.
-TABLE_PATTERN = r"^[^.\s]{1,63}(\.[^.\s]{1,63})?$"
-COLUMN_REF_PATTERN = r"^[^.\s]{1,63}(\.[^.\s]{1,63}){1,2}$"
+# `table` or `schema.table` (public when no schema is given); names as PostgreSQL spells them, unquoted
+# (a name holding a dot cannot be named).
+TABLE_PATTERN = r"^[^.]{1,63}(\.[^.]{1,63})?$"
+COLUMN_REF_PATTERN = r"^[^.]{1,63}(\.[^.]{1,63}){1,2}$"
 # Reserved for documentation and testing (RFC 2606 / 6761): mail to them never reaches anyone.
 RESERVED_DOMAIN = r"^([a-z0-9-]+\.)*(example|invalid|test|example\.(com|net|org))$"
 
