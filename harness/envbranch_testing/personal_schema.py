@@ -34,6 +34,10 @@ CREATE TABLE orders (
     total_cents integer NOT NULL
 );
 CREATE TABLE newsletter (email text PRIMARY KEY, signed_up timestamptz NOT NULL);
+CREATE TABLE visits (id bigint, at date NOT NULL, visitor_email text NOT NULL, PRIMARY KEY (id, at))
+    PARTITION BY RANGE (at);
+CREATE TABLE visits_2025 PARTITION OF visits FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE visits_2026 PARTITION OF visits FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
 """
 
 
@@ -50,6 +54,8 @@ INSERT INTO orders SELECT j, 'customer' || (1 + j % {rows}) || '@realmail.org', 
 FROM generate_series(1, {2 * rows}) j;
 INSERT INTO newsletter SELECT 'customer' || i || '@realmail.org', timestamptz '2025-01-01' + i * interval '1 hour'
 FROM generate_series(1, {rows}, 3) i;
+INSERT INTO visits SELECT i, date '2025-06-01' + i % 400, 'customer' || i || '@realmail.org'
+FROM generate_series(1, {rows}) i;
 """
 
 
@@ -66,6 +72,7 @@ POLICY_RULES: list[dict[str, Any]] = [
     {"table": "customers", "column": "email", "function": "Email"},
     {"table": "orders", "column": "customer_email", "function": "Email"},
     {"table": "newsletter", "column": "email", "function": "Email"},
+    {"table": "visits", "column": "visitor_email", "function": "Email"},   # the partitioned table: both partitions
     {"table": "customers", "column": "full_name", "function": "PersonName"},
     {"table": "customers", "column": "phone", "function": "Phone"},
     {"table": "customers", "column": "birth_date", "function": "DateShift", "maxDays": 30},

@@ -64,7 +64,7 @@ def _digest(pg: Postgres, dbname: str) -> dict[str, object]:
     with pg.connect(dbname) as conn:
         return {t: conn.execute(sql.SQL("SELECT count(*), md5(string_agg(x::text, '|' ORDER BY x::text)) FROM {} x"
                                         ).format(sql.Identifier(t))).fetchone()
-                for t in ("customers", "orders", "newsletter")}
+                for t in ("customers", "orders", "newsletter", "visits")}
 
 
 class _Watch:
@@ -122,14 +122,14 @@ def test_masked_branches_of_a_personal_data_root(personal: bytes, project: Proje
         status_b = project.wait_phase("masked-b", "Active", "Failed", timeout=180)
     assert status_a["phase"] == "Active" and status_b["phase"] == "Active", (status_a, status_b)
     assert status_a["database"]["strategy"] == "Dump"  # an idle source on the same server, yet no Template
-    assert status_a["masking"] == {"policy": "pii", "columns": 10}
+    assert status_a["masking"] == {"policy": "pii", "columns": 11}
     data_masked = next(c for c in status_a["conditions"] if c["type"] == "DataMasked")
-    assert data_masked["status"] == "True" and "10 columns masked by MaskingPolicy pii" in data_masked["message"]
+    assert data_masked["status"] == "True" and "11 columns masked by MaskingPolicy pii" in data_masked["message"]
     assert any(r == "DataMasked" and "pii" in m for r, m in project.events("masked-a"))
     db_a, db_b = status_a["database"]["name"], status_b["database"]["name"]
     counts = {t: row[0] for t, row in _digest(pg, source).items()}  # type: ignore[index]
     assert {t: row[0] for t, row in _digest(pg, db_a).items()} == counts  # type: ignore[index]
-    assert counts == {"customers": ROWS, "orders": 2 * ROWS, "newsletter": ROWS // 3 + 1}
+    assert counts == {"customers": ROWS, "orders": 2 * ROWS, "newsletter": ROWS // 3 + 1, "visits": ROWS}
     # The same source value masks alike in two branches (and, by the FK, in two tables).
     assert _digest(pg, db_a) == _digest(pg, db_b)
     samples = personal_db.sample_values(ROWS)
@@ -141,11 +141,11 @@ def test_masked_branches_of_a_personal_data_root(personal: bytes, project: Proje
     child = project.wait_phase("masked-child", "Active", "Failed")
     assert child["phase"] == "Active", child
     assert child["database"]["strategy"] == "Template"
-    assert child["masking"] == {"policy": "pii", "columns": 10, "inherited": True}
+    assert child["masking"] == {"policy": "pii", "columns": 11, "inherited": True}
 
     check = runner.invoke(app, ["masking", "check", "pii", "--against", "production", "-n", ns])
     assert check.exit_code == 0, check.output
-    assert "10 columns masked" in check.output and "no unclassified personal columns" in check.output
+    assert "11 columns masked" in check.output and "no unclassified personal columns" in check.output
     shown = runner.invoke(app, ["status", "masked-a", "-n", ns, "-o", "yaml"])
     assert shown.exit_code == 0 and "pii" in shown.output
 

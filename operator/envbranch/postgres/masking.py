@@ -311,6 +311,7 @@ class TableReads:
     def __init__(self, masking: Masking, columns: list[SourceColumn]) -> None:
         self.masking = masking
         self._masks: dict[tuple[str, str], dict[str, ColumnMask]] = {}
+        self._rules_used: set[tuple[str, str, str]] = set()
         self._shapes: dict[tuple[str, str], dict[str, ColumnShape]] = {}
         covered: set[tuple[str, str, str]] = set()
         for col in columns:
@@ -319,6 +320,7 @@ class TableReads:
             if mask is None:
                 continue
             covered |= {(col.schema, col.table, col.column), (*(col.root or ("", "")), col.column)}
+            self._rules_used.add((*(col.root or (col.schema, col.table)), col.column))
             self._masks.setdefault((col.schema, col.table), {})[col.column] = mask
             self._shapes.setdefault((col.schema, col.table), {})[col.column] = col.shape
             try:
@@ -338,7 +340,8 @@ class TableReads:
 
     @property
     def column_count(self) -> int:
-        return sum(len(m) for m in self._masks.values())
+        """Masked columns, a partitioned table's counted once."""
+        return len(self._rules_used)
 
     def query(self, schema: str, table: str, columns: list[str],
               where: sql.Composable | None = None) -> sql.Composable | None:

@@ -33,7 +33,7 @@ from envbranch_testing.rich_schema import admin_server
 
 ROWS = 20_000  # customers and orders over 1 MB: copied by psql readers; newsletter on the snapshot's session
 KEY = b"masking-key-" + uuid.uuid4().hex.encode()
-TABLES = ("customers", "orders", "newsletter")
+TABLES = ("customers", "orders", "newsletter", "visits")
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,9 @@ def test_the_same_value_masks_alike_in_every_table_and_every_copy(
     query = ("SELECT count(*) FILTER (WHERE c.email = n.email), count(*) FROM customers c JOIN newsletter n "
              "ON n.signed_up = timestamptz '2025-01-01' + c.id * interval '1 hour'")
     assert _rows(pg, first, query) == [(ROWS // 3 + 1, ROWS // 3 + 1)]
+    # A partitioned table's rule masked both partitions, alike.
+    assert _rows(pg, first, "SELECT count(*) FROM visits v JOIN customers c ON c.email = v.visitor_email "
+                 "AND c.id = v.id") == [(ROWS,)]
     everything = "SELECT md5(string_agg(x::text, '|' ORDER BY x::text)) FROM {} x"
     for table in TABLES:
         assert _rows(pg, first, everything.format(table)) == _rows(pg, second, everything.format(table))
