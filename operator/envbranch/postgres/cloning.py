@@ -82,6 +82,7 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
     before anything is created: the caller runs `strategy="Dump"` where long work belongs. With
     `masking`, the rows are masked as the source reads them: only the Dump can do that."""
     start = time.monotonic()
+    secrets = (source.password, target.password, *(masking.secrets() if masking else ()))
     with target.connect() as conn:
         if database_exists(conn, target_db):
             raise PermanentError(f"database {target_db} already exists on the target server")
@@ -111,7 +112,7 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
                 try:
                     _dump(src, source_db, dst, target_db, mode, progress, uid, owner, masking)
                 except Exception as exc:
-                    raise classify(exc, (source.password, target.password),
+                    raise classify(exc, secrets,
                                    tls_dirs=(src.tls_dir, dst.tls_dir)) from None
         with target.connect() as conn:
             tag_database(conn, target_db, uid)
@@ -122,7 +123,7 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
         _drop_quietly(target, target_db, uid)
         if isinstance(exc, EngineError) or not isinstance(exc, Exception):
             raise
-        raise classify(exc, (source.password, target.password)) from None
+        raise classify(exc, secrets) from None
     progress("database", 100)
     return CloneResult(chosen, size, round(time.monotonic() - start, 3))
 

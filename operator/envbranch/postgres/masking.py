@@ -78,6 +78,11 @@ class Masking:
         key = key.ljust(_BLOCK, b"\0")
         return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
 
+    def secrets(self) -> tuple[str, ...]:
+        """What to scrub from any message: the key and the pads as text."""
+        ipad, opad = self.pads()
+        return (ipad.hex(), opad.hex(), self.key.hex(), self.key.decode(errors="replace"))
+
     def for_table(self, schema: str, table: str, root: tuple[str, str] | None) -> dict[str, ColumnMask]:
         """The masks of a (leaf) table: its own rules and its partition root's."""
         names = {(schema, table)} | ({root} if root else set())

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import subprocess
 
 import pytest
 from psycopg import sql
 
 from envbranch.postgres import masking as pm
+from envbranch.postgres.errors import classify
 
 KEY = b"a project masking key, 32 bytes!"
 SHAPES = {"email": pm.ColumnShape("text"), "name": pm.ColumnShape("varchar", 20, not_null=True),
@@ -102,3 +104,13 @@ def test_a_column_the_plan_never_classified_stops_the_copy() -> None:
     assert pm.TableReads(planned, [_column("t", "email")]).column_count == 1
     with pytest.raises(pm.MaskingError, match=r"never classified: public\.t\.phone"):
         pm.TableReads(planned, [_column("t", "email"), _column("t", "phone")])
+
+
+def test_a_failure_message_never_carries_the_key_or_its_pads() -> None:
+    masking = _masking()
+    ipad, opad = masking.pads()
+    stderr = f"ERROR:  invalid input near {ipad.hex()}\nDETAIL:  {opad.hex()} {KEY.decode()} {KEY.hex()}"
+    message = classify(subprocess.CalledProcessError(1, ["psql"], stderr=stderr.encode()), masking.secrets()).message
+    assert "psql failed" in message and "invalid input near" in message
+    for secret in masking.secrets():
+        assert secret not in message
