@@ -173,3 +173,48 @@ def test_the_classifier_reads_the_source_and_every_personal_column_is_covered(
     assert "public.customers.last_login_ip (inet)" in unclassified(bare, columns)
     assert "public.customers.phone (public.phone_number)" in unclassified(bare, columns)
     assert "public.customers.country (text)" not in unclassified(bare, columns)
+
+
+TYPES_SCHEMA = """
+CREATE DOMAIN short_code AS char(10) CHECK (VALUE ~ '^[0-9a-f]{10}$');
+CREATE TABLE typed (
+    id int PRIMARY KEY, ref uuid UNIQUE, blob bytea, big bigint UNIQUE, seen timestamptz, code short_code,
+    prefs jsonb NOT NULL, age int
+);
+INSERT INTO typed SELECT i, md5(i::text)::uuid, decode(md5(i::text), 'hex'), i * 1000003, timestamptz '2026-03-01 12:00+00'
+    + i * interval '1 minute', left(md5(i::text), 10), jsonb_build_object('i', i), i % 90 FROM generate_series(1, 500) i;
+"""
+
+
+def test_every_masked_type_fits_its_column(postgres_each: Postgres) -> None:
+    pg, server = postgres_each, admin_server(postgres_each)
+    source = f"typed_{uuid.uuid4().hex[:6]}"
+    with pg.connect(role=pg.admin) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(source)))
+    with pg.connect(source, role=pg.admin) as conn:
+        conn.execute(TYPES_SCHEMA)
+    masks = {"ref": pg_masking.ColumnMask("Hash"), "blob": pg_masking.ColumnMask("Hash"),
+             "big": pg_masking.ColumnMask("Hash"), "seen": pg_masking.ColumnMask("DateShift", max_days=2),
+             "code": pg_masking.ColumnMask("Hash"), "prefs": pg_masking.ColumnMask("Constant", value='{"masked": true}'),
+             "age": pg_masking.ColumnMask("Null")}
+    masking = pg_masking.Masking("types", KEY, {("public", "typed", c): m for c, m in masks.items()})
+    try:
+        engine.clone_database(server, source, server, f"{source}_m", mode="Full", strategy="Dump",
+                              uid=str(uuid.uuid4()), masking=masking)
+        rows = _rows(pg, f"{source}_m", "SELECT ref, blob, big, seen, code, prefs, age FROM typed ORDER BY id")
+        originals = _rows(pg, source, "SELECT ref, blob, big, seen, code FROM typed ORDER BY id")
+    finally:
+        for name in (f"{source}_m", source):
+            with server.connect() as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    assert len(rows) == 500
+    assert len({r[0] for r in rows}) == 500 and len({r[2] for r in rows}) == 500  # unique uuid and bigint
+    for (ref, blob, big, seen, code, prefs, age), (o_ref, o_blob, o_big, o_seen, o_code) in zip(
+            rows, originals, strict=True):
+        assert isinstance(ref, uuid.UUID) and ref != o_ref
+        assert isinstance(blob, bytes) and len(blob) == 32 and blob != o_blob
+        assert isinstance(big, int) and 0 <= big < 2 ** 62 and big != o_big
+        assert isinstance(seen, dt.datetime) and isinstance(o_seen, dt.datetime)
+        assert abs(seen - o_seen) in (dt.timedelta(days=1), dt.timedelta(days=2))  # whole days, within maxDays
+        assert isinstance(code, str) and len(code) == 10 and code != o_code  # the domain's CHECK held
+        assert prefs == {"masked": True} and age is None
