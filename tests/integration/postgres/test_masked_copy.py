@@ -181,8 +181,9 @@ CREATE TABLE typed (
     id int PRIMARY KEY, ref uuid UNIQUE, blob bytea, big bigint UNIQUE, seen timestamptz, code short_code,
     prefs jsonb NOT NULL, age int
 );
-INSERT INTO typed SELECT i, md5(i::text)::uuid, decode(md5(i::text), 'hex'), i * 1000003, timestamptz '2026-03-01 12:00+00'
-    + i * interval '1 minute', left(md5(i::text), 10), jsonb_build_object('i', i), i % 90 FROM generate_series(1, 500) i;
+INSERT INTO typed SELECT i, md5(i::text)::uuid, decode(md5(i::text), 'hex'), i * 1000003,
+    timestamptz '2026-03-01 12:00+00' + i * interval '1 minute', left(md5(i::text), 10), jsonb_build_object('i', i),
+    i % 90 FROM generate_series(1, 500) i;
 """
 
 
@@ -195,8 +196,8 @@ def test_every_masked_type_fits_its_column(postgres_each: Postgres) -> None:
         conn.execute(TYPES_SCHEMA)
     masks = {"ref": pg_masking.ColumnMask("Hash"), "blob": pg_masking.ColumnMask("Hash"),
              "big": pg_masking.ColumnMask("Hash"), "seen": pg_masking.ColumnMask("DateShift", max_days=2),
-             "code": pg_masking.ColumnMask("Hash"), "prefs": pg_masking.ColumnMask("Constant", value='{"masked": true}'),
-             "age": pg_masking.ColumnMask("Null")}
+             "code": pg_masking.ColumnMask("Hash"), "age": pg_masking.ColumnMask("Null"),
+             "prefs": pg_masking.ColumnMask("Constant", value='{"masked": true}')}
     masking = pg_masking.Masking("types", KEY, {("public", "typed", c): m for c, m in masks.items()})
     try:
         engine.clone_database(server, source, server, f"{source}_m", mode="Full", strategy="Dump",
