@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from core_fakes import PROJECT, SERVER, World
 
+from envbranch.api import common
 from envbranch.branching.errors import Waiting
+from envbranch.kube import resources
 
 
 def test_a_branch_waits_for_a_source_that_does_not_exist_yet(world: World) -> None:
@@ -163,3 +165,25 @@ def test_a_masked_source_is_inherited_and_may_be_copied_as_it_is(world: World) -
     assert status["masking"] == {"policy": "pii", "columns": 3, "inherited": True}
     assert world.condition("child", "DataMasked")["reason"] == "Inherited"
     assert world.pg.cloned_with_masking is None  # nothing masked twice: the source's rows are masked already
+
+
+def test_a_masked_branch_waits_for_its_policy_and_key_and_refuses_a_short_key(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.add_active_source()
+    world.add_env("qa", {"source": "production", "mode": "Full", "database": {"masking": "pii"}})
+    with pytest.raises(Waiting) as wait:
+        world.reconcile("qa")
+    assert wait.value.reason == "MaskingPolicyNotFound"
+    world.kube.objects[(common.MASKINGPOLICIES, PROJECT, "pii")] = {
+        "metadata": {"name": "pii"}, "spec": {"keySecretRef": {"name": "masking-key"}}}
+    secrets: dict[str, dict[str, bytes]] = {}
+    monkeypatch.setattr(resources, "read_values", lambda kind, ns, name, keys: secrets.get(name))
+    with pytest.raises(Waiting) as wait:
+        world.reconcile("qa")
+    assert wait.value.reason == "MaskingKeyNotFound"
+    secrets["masking-key"] = {"key": b"tooshort-secret"}
+    world.reconcile("qa")
+    ready = world.condition("qa", "Ready")
+    assert world.status("qa")["phase"] == "Failed" and ready["reason"] == "MaskingKeyInvalid"
+    assert "tooshort" not in ready["message"] and "at least 16 bytes" in ready["message"]
+    assert not world.kube.namespaces and not world.pg.databases
