@@ -8,7 +8,8 @@ bench/results.json, docs/bench-*.png and the README's Performance table.
 - P4 System mode at the large scale over the small scale;
 - P5 pgbench TPS on the source during online clones over idle, and source sessions terminated;
 - P6 concurrent branches over one branch; P7 operator peak RSS with many Environments and API
-  writes while idle; P8 PostgreSQL 18's reflink clone on an XFS loop file system.
+  writes while idle; P8 PostgreSQL 18's reflink clone on an XFS loop file system;
+- P11 a masked Dump's throughput over the unmasked Dump's (the large tables' text columns hashed).
 
 Settings (environment): BENCH_SCALES (pgbench -s, default "1,67": about 23 MB and 1 GB),
 BENCH_REPEAT (default 3, the median is kept), BENCH_BRANCHES (20), BENCH_ENVIRONMENTS (500),
@@ -23,7 +24,7 @@ import os
 import sys
 from typing import Any
 
-from bench import cluster, engine, reflink, report
+from bench import cluster, engine, masking, reflink, report
 from bench.common import Bench, Settings, ratio
 from envbranch_testing.postgres import Postgres
 
@@ -67,6 +68,8 @@ def main() -> int:
                                                     results["engine"][str(small)]["dump_system"])
         results["P5"] = engine.online_clone(b, engine.source_name(large), results["engine"][str(large)]["dump_full"])
         log("P5", results["P5"])
+        results["P11"] = masking.masked_dump(b, large)
+        log("P11", results["P11"])
         save()
         raw = {scale: results["engine"][str(scale)] for scale in s.scales}
         with cluster.cluster(b) as c:

@@ -25,7 +25,7 @@ def _result(result: engine.CloneResult) -> dict[str, Any]:
 
 def clone(ctx: OperatorContext, project: str, *, source_server: str, source_database: str, server: str,
           database: str, mode: Mode, strategy: Strategy, uid: str, progress: Callable[[str, int], None],
-          owner: str | None = None, dump: bool = True) -> dict[str, Any]:
+          owner: str | None = None, dump: bool = True, masking: engine.Masking | None = None) -> dict[str, Any]:
     source = connection.server_info(ctx, project, source_server)
     target = source if server == source_server else connection.server_info(ctx, project, server)
     with target.connect() as conn:
@@ -37,7 +37,7 @@ def clone(ctx: OperatorContext, project: str, *, source_server: str, source_data
             engine.drop_database(target, database, uid)
     result = engine.clone_database(source, source_database, target, database, mode=mode,
                                    strategy=strategy, uid=uid, progress=progress,
-                                   owner=owner, dump=dump)
+                                   owner=owner, dump=dump, masking=masking)
     return _result(result)
 
 

@@ -29,10 +29,13 @@ from envbranch.api.common import (
     ENVIRONMENTS,
     GROUP,
     LABEL_CATEGORY,
+    MASKINGPOLICIES,
     conditions_of,
     parse_rfc3339,
 )
+from envbranch.api.maskingpolicy import MaskingPolicySpec
 from envbranch.branching import connection
+from envbranch.branching import masking as masking_plan
 from envbranch.branching.conditions import get_condition, is_true
 from envbranch.branching.errors import BranchError
 from envbranch.cli import bundle as bundles
@@ -43,6 +46,7 @@ from envbranch.kube.client import KubeClient
 from envbranch.kube.configuration import Kind
 from envbranch.postgres import EngineError
 from envbranch.postgres import schema as pg_schema
+from envbranch.postgres.masking import Masking, MaskingError, TableReads
 from envbranch.postgres.tools import ToolsNotFound
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=(
@@ -505,6 +509,63 @@ def _apply(kube: KubeClient, namespace: str, plan: list[bundles.Change]) -> None
             body = {**change.body, "metadata": {**change.body["metadata"],
                                                 "resourceVersion": change.resource_version}}
             configuration.replace(kube, change.kind, namespace, change.name, body)
+
+
+# -- masking -----------------------------------------------------------------------------------------
+masking_app = typer.Typer(no_args_is_help=True, help="Masked branches: check a MaskingPolicy before anyone branches.")
+app.add_typer(masking_app, name="masking")
+
+
+@masking_app.command("check", epilog=_examples("envbranch masking check pii --against production -n shop",
+                                                "envbranch masking check pii --against production -n shop -o json"))
+def masking_check(policy: str = typer.Argument(..., help="the MaskingPolicy"),
+                  against: str = typer.Option(..., "--against", help="the Environment a masked branch would copy"),
+                  namespace: str = NAMESPACE, output: Output = OUTPUT) -> None:
+    """The columns of AGAINST's database that look personal and that POLICY leaves unclassified (the
+    list a branch fails with, UnclassifiedColumns), and whether its rules fit their columns. Exit 1
+    when a branch would fail. Reads the schema with the DatabaseServer's admin Secret; never the key."""
+    with friendly_errors(namespace):
+        kube = KubeClient()
+        body = resources.read(kube, MASKINGPOLICIES, namespace, policy, group=GROUP)
+        env = _get(kube, namespace, against)
+        db = (env.get("status") or {}).get("database") or {}
+        if not db.get("server") or not db.get("name"):
+            raise CliError(f"Environment {against!r} has no database yet")
+        _require(kube, [Need("get", "secrets", namespace, "the DatabaseServer's admin Secret, to read the schema")],
+                 "ask a project owner to run the check")
+        spec = MaskingPolicySpec.model_validate(body.get("spec") or {})
+        columns, found = masking_plan.classify_source(
+            connection.read_server(kube, namespace, db["server"]), spec, db["name"])
+        try:
+            masked = TableReads(Masking(policy, b"", masking_plan.resolved_masks(spec)), columns).column_count
+            problem = None
+        except MaskingError as exc:
+            masked, problem = 0, str(exc)
+    fails = bool(problem) or (bool(found) and spec.unclassified == "Refuse")
+    data = {"policy": policy, "against": against, "database": db["name"], "maskedColumns": masked,
+            "unclassified": found, "unclassifiedPolicy": spec.unclassified, "ruleError": problem,
+            "branchWouldFail": fails}
+    if output != Output.table:
+        _print_data(data, output)
+    else:
+        _print_masking_check(data)
+    if fails:
+        raise typer.Exit(1)
+
+
+def _print_masking_check(data: dict[str, Any]) -> None:
+    head = f"MaskingPolicy {data['policy']} against {data['against']} ({data['database']})"
+    out.print(f"{escape(head)}: {data['maskedColumns']} columns masked")
+    if data["ruleError"]:
+        out.print(f"[red]rule error:[/] {escape(data['ruleError'])}")
+    for column in data["unclassified"]:
+        out.print(f"  unclassified: {escape(column)}")
+    if not data["unclassified"]:
+        out.print("no unclassified personal columns")
+    elif data["unclassifiedPolicy"] == "Allow":
+        out.print("the policy allows them (unclassified: Allow): they are copied as they are")
+    else:
+        out.print("[red]a masked branch would fail (UnclassifiedColumns)[/]: add rules or notPersonal entries")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

@@ -20,13 +20,15 @@ from envbranch.postgres.errors import (
     TransientError,
     classify,
 )
+from envbranch.postgres.masking import Masking
 from envbranch.postgres.names import branch_database_name, branch_role_name
 from envbranch.postgres.probe import Capabilities, CloneSupport, probe
 from envbranch.postgres.server import Server, Tls
 from envbranch.postgres.tags import Tagged, drop_branch, drop_database, drop_role, find_tagged, untag
 
 __all__ = [
-    "Capabilities", "CloneResult", "CloneSupport", "DumpNeeded", "EngineError", "Mode", "NotOurs", "PermanentError",
+    "Capabilities", "CloneResult", "CloneSupport", "DumpNeeded", "EngineError", "Masking", "Mode", "NotOurs",
+    "PermanentError",
     "Server", "SourceBusy", "Strategy", "Tagged", "Tls", "TlsError", "TransientError", "branch_database_name",
     "branch_role_name", "classify",
     "clone_database", "create_branch_role", "create_empty_database", "create_owner_role", "drop_branch",

@@ -187,7 +187,8 @@ class FakePostgres:
 
     def clone(self, project: str, *, source_server: str, source_database: str, server: str, database: str,
               mode: str, strategy: str, uid: str, progress: Callable[[str, int], None], owner: str | None = None,
-              dump: bool = True) -> dict[str, Any]:
+              dump: bool = True, masking: object = None) -> dict[str, Any]:
+        self.cloned_with_masking = masking
         if self.lane_only and not dump:
             raise engine.DumpNeeded()
         self._maybe_fail("clone")

@@ -23,11 +23,14 @@ def clone(run: Run, plan: Plan) -> dict[str, Any]:
     """The clone's result (strategy, bytes, seconds); Waiting while the lane still has it."""
     lane = run.ctx.copy_lane
     job = lane.get(run.uid)
+    masked = plan.masking is not None and plan.masking.engine is not None
     if job is None:
         copy = _copier(run, plan)
         try:
             # A schema-only Dump is short: only a Full one goes to the lane.
-            return copy(run.spec.database.strategy if run.spec.database else "Auto", run.spec.mode == "System")
+            strategy: Strategy = run.spec.database.strategy if run.spec.database else "Auto"
+            # Masking happens in the Dump's read: a masked copy of an unmasked source is a Dump.
+            return copy("Dump" if masked else strategy, run.spec.mode == "System")
         except engine.DumpNeeded:
             job = lane.submit(run.uid, lambda: copy("Dump", True))
         # A small copy is done within a moment: waiting that long here spares it a retry's delay.
@@ -51,6 +54,7 @@ def _copier(run: Run, plan: Plan) -> Callable[[Strategy, bool], dict[str, Any]]:
     flood the API server)."""
     assert plan.source_server and plan.source_database and run.spec.mode
     source_server, source_database, mode = plan.source_server, plan.source_database, run.spec.mode
+    masking = plan.masking.engine if plan.masking else None
     last = [time.monotonic()]
 
     def report(step: str, percent: int) -> None:
@@ -61,6 +65,6 @@ def _copier(run: Run, plan: Plan) -> Callable[[Strategy, bool], dict[str, Any]]:
     def copy(strategy: Strategy, dump: bool) -> dict[str, Any]:
         return database.clone(run.ctx, run.project, source_server=source_server, source_database=source_database,
                               server=plan.server_name, database=plan.database, mode=mode, strategy=strategy,
-                              uid=run.uid, progress=report, owner=plan.role, dump=dump)
+                              uid=run.uid, progress=report, owner=plan.role, dump=dump, masking=masking)
 
     return copy

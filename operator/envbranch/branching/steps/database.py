@@ -6,7 +6,7 @@ from __future__ import annotations
 from envbranch import metrics
 from envbranch import postgres as engine
 from envbranch.api import common
-from envbranch.api.environment import DatabaseStatus
+from envbranch.api.environment import DatabaseStatus, MaskingStatus
 from envbranch.branching import database, watch
 from envbranch.branching.inventory import Entry
 from envbranch.branching.run import Run
@@ -38,10 +38,28 @@ def make(run: Run, plan: Plan) -> None:
               f"database {plan.database} on {plan.server_name}: {result['strategy']}, "
               f"{result['bytes']} bytes in {result['seconds']}s")
     metrics.BYTES_COPIED.labels(result["strategy"]).inc(result["bytes"])
+    ready = (common.CONDITION_DATABASE_READY, True, "Cloned" if plan.parent else "Created",
+             f"database {plan.database} ready ({result['strategy']})")
     run.write(database=DatabaseStatus(server=plan.server_name, name=plan.database, **result),
-              conditions=run.conditions_with((common.CONDITION_DATABASE_READY, True,
-                                              "Cloned" if plan.parent else "Created",
-                                              f"database {plan.database} ready ({result['strategy']})")))
+              conditions=run.conditions_with(ready, *report_masking(run, plan)), masking=masking_status(plan))
+
+
+def masking_status(plan: Plan) -> MaskingStatus | None:
+    """Which policy masked the rows and how many columns; never the key."""
+    mask = plan.masking
+    return MaskingStatus(policy=mask.policy, columns=mask.columns,
+                         inherited=True if mask.engine is None else None) if mask else None
+
+
+def report_masking(run: Run, plan: Plan) -> list[tuple[str, bool, str, str]]:
+    """The DataMasked condition and its Event, for a masked branch."""
+    mask = plan.masking
+    if mask is None:
+        return []
+    how = "inherited from the masked source" if mask.engine is None else "masked while the source was read"
+    message = f"{mask.columns} columns masked by MaskingPolicy {mask.policy} ({how})"
+    run.event("DataMasked", message)
+    return [(common.CONDITION_DATA_MASKED, True, "Inherited" if mask.engine is None else "Masked", message)]
 
 
 def adopt(run: Run, plan: Plan) -> None:

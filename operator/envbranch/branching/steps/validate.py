@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from envbranch.api import common
-from envbranch.branching import database
+from envbranch.branching import database, masking
 from envbranch.branching.conditions import get_condition
 from envbranch.branching.errors import Invalid, Waiting
 from envbranch.branching.run import Run
@@ -45,9 +45,14 @@ def plan(run: Run) -> Plan:
     else:
         dbname = run.named("Database", server_name) or database.branch_database_name(run.project, run.name)
         role = run.named("Role", server_name) or database.branch_role_name(run.project, run.name)
+    mask_plan = masking.plan_masking(run.ctx, run.project, db_spec.masking if db_spec else None, spec.mode, parent,
+                                     (source_server, source_database))
+    if mask_plan and mask_plan.engine and db_spec and db_spec.strategy == "Template":
+        raise Invalid("MaskingNeedsDump", "strategy Template copies the source's rows as they are: a masked "
+                      "branch of an unmasked source is always a Dump (use Auto or Dump)")
     return Plan(namespace=ns, adopt_namespace=bool(spec.namespace), server_name=server_name, database=dbname,
                 adopt_database=bool(db_spec and db_spec.name), role=role,
-                parent=parent, source_server=source_server, source_database=source_database)
+                parent=parent, source_server=source_server, source_database=source_database, masking=mask_plan)
 
 
 def source_of(run: Run, source: str) -> dict[str, Any]:
