@@ -293,110 +293,144 @@ def _slices(tables: list[_Table]) -> list[_Table]:
     return sorted(out, key=lambda t: -t.size)
 
 
+class _Tally:
+    """What the copy's streams share: bytes done (for progress) and the first error, which stops them all."""
+
+    def __init__(self, tables: list[_Table], progress: Progress) -> None:
+        self.total = sum(t.size for t in tables) or 1
+        self.done = 0
+        self.errors: list[BaseException] = []
+        self.progress = progress
+        self.lock = threading.Lock()
+
+    def copied(self, item: _Table) -> None:
+        with self.lock:
+            self.done += item.size
+            self.progress("data", 10 + 80 * self.done // self.total)
+
+
 def _copy_tables(snap_conn: psycopg.Connection[tuple[object, ...]], source: Server, source_db: str, target: Server,
                  target_db: str, snapshot: str, tables: list[_Table], progress: Progress) -> None:
     """Each table streams from one psql to another (binary COPY, C all the way: Python would touch
-    every row), COPY_WORKERS tables at a time, every reader on the exported snapshot. A whole table
-    is emptied and loaded in one transaction with COPY FREEZE: its rows arrive frozen and
-    all-visible, so neither the index builds after the load nor the first readers of the branch
-    rewrite every page to set hint bits (and, on a wal_level=minimal server, the load skips WAL).
-    The slices of a split table share it, so they load plainly. Tables under SMALL_BYTES go through
-    this process instead, on the snapshot's own session and one branch session, while the workers
-    copy the big ones: two processes and two logins per table would cost more than their rows."""
-    total = sum(t.size for t in tables) or 1
-    work: queue.Queue[_Table] = queue.Queue()
+    every row), COPY_WORKERS tables at a time, every reader on the exported snapshot (_TableStream).
+    Tables under SMALL_BYTES go through this process instead, on the snapshot's own session and one
+    branch session, while the workers copy the big ones: two processes and two logins per table
+    would cost more than their rows."""
+    tally = _Tally(tables, progress)
     small = [t for t in tables if t.blocks is None and t.size < SMALL_BYTES]
+    work: queue.Queue[_Table] = queue.Queue()
     for table in tables:
         if table not in small:
             work.put(table)
-    done = [0]
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    psql = find_client_tools(_server_version(target) // 10000).path("psql")
-    base = [psql, "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1"]
+    stream = _TableStream(source, source_db, target, target_db, snapshot)
+    threads = [threading.Thread(target=_work_off, args=(work, stream, tally), name=f"envbranch-copy-{i}",
+                                daemon=True) for i in range(min(COPY_WORKERS, work.qsize()))]
+    for t in threads:
+        t.start()
+    try:
+        _copy_small_tables(snap_conn, target, target_db, small, tally)
+    except BaseException as exc:
+        tally.errors.append(exc)
+    for t in threads:
+        t.join()
+    if tally.errors:
+        raise tally.errors[0]
 
-    def copy_one(item: _Table) -> None:
-        table = sql.Identifier(item.schema, item.name)
-        columns = sql.SQL(", ").join([sql.Identifier(c) for c in item.columns])
-        if item.blocks is None:
-            rows: sql.Composable = table
-        else:
-            first, last = item.blocks
-            where = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({first},0)"))
-            if last is not None:
-                where = sql.SQL("{} AND ctid < {}::tid").format(where, sql.Literal(f"({last},0)"))
-            rows = sql.SQL("(SELECT {} FROM {} WHERE {})").format(columns, table, where)
-        copy_out = (sql.SQL("COPY {} TO STDOUT (FORMAT binary)").format(rows) if item.blocks else
-                    sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(table, columns)).as_string(None)
-        if item.blocks is None:
-            load = ["-c", "BEGIN", "-c", sql.SQL("TRUNCATE ONLY {}").format(table).as_string(None),
-                    "-c", sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary, FREEZE)").format(
-                        table, columns).as_string(None), "-c", "COMMIT"]
-        else:
-            load = ["-c", sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(table, columns).as_string(None)]
-        set_snapshot = sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)).as_string(None)
+
+def _work_off(work: queue.Queue[_Table], stream: _TableStream, tally: _Tally) -> None:
+    """One copy stream: tables from the queue until it is empty or another stream failed."""
+    try:
+        while not tally.errors:
+            try:
+                item = work.get_nowait()
+            except queue.Empty:
+                return
+            stream.copy(item)
+            tally.copied(item)
+    except BaseException as exc:
+        tally.errors.append(exc)
+
+
+def copy_out_statement(item: _Table) -> sql.Composed:
+    """The read of one table (or one block slice of it) as binary COPY: the one place that says which
+    rows and columns of a table leave the source."""
+    table = sql.Identifier(item.schema, item.name)
+    columns = _column_list(item)
+    if item.blocks is None:
+        return sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(table, columns)
+    first, last = item.blocks
+    where = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({first},0)"))
+    if last is not None:
+        where = sql.SQL("{} AND ctid < {}::tid").format(where, sql.Literal(f"({last},0)"))
+    return sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT binary)").format(columns, table, where)
+
+
+def _column_list(item: _Table) -> sql.Composed:
+    return sql.SQL(", ").join([sql.Identifier(c) for c in item.columns])
+
+
+def _copy_in_statement(item: _Table, *, freeze: bool) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary{})").format(
+        sql.Identifier(item.schema, item.name), _column_list(item), sql.SQL(", FREEZE" if freeze else ""))
+
+
+class _TableStream:
+    """A whole table is emptied and loaded in one transaction with COPY FREEZE: its rows arrive
+    frozen and all-visible, so neither the index builds after the load nor the first readers of the
+    branch rewrite every page to set hint bits (and, on a wal_level=minimal server, the load skips
+    WAL). The slices of a split table share it, so they load plainly."""
+
+    def __init__(self, source: Server, source_db: str, target: Server, target_db: str, snapshot: str) -> None:
+        self.psql = find_client_tools(_server_version(target) // 10000).path("psql")
+        self.base = [self.psql, "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1"]
+        self.source_env = source.env(source_db)
+        self.target_env = _env(target, target_db, LOAD_OPTIONS)
+        self.set_snapshot = sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)).as_string(None)
+
+    def _load(self, item: _Table) -> list[str]:
+        if item.blocks is not None:
+            return ["-c", _copy_in_statement(item, freeze=False).as_string(None)]
+        truncate = sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(item.schema, item.name)).as_string(None)
+        return ["-c", "BEGIN", "-c", truncate, "-c", _copy_in_statement(item, freeze=True).as_string(None),
+                "-c", "COMMIT"]
+
+    def copy(self, item: _Table) -> None:
         reader = subprocess.Popen(
-            [*base, "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "-c", set_snapshot, "-c", copy_out,
-             "-c", "COMMIT"],
-            env=source.env(source_db), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            [*self.base, "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "-c", self.set_snapshot,
+             "-c", copy_out_statement(item).as_string(None), "-c", "COMMIT"],
+            env=self.source_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert reader.stdout is not None
-        writer = subprocess.run([*base, *load], env=_env(target, target_db, LOAD_OPTIONS),
+        writer = subprocess.run([*self.base, *self._load(item)], env=self.target_env,
                                 stdin=reader.stdout, capture_output=True, check=False)
         reader.stdout.close()
         reader_err = reader.stderr.read() if reader.stderr else b""
         reader.wait()
         # A reader killed by SIGPIPE only says that the writer went first: the writer's error is the cause.
         if reader.returncode != 0 and not (reader.returncode == -signal.SIGPIPE and writer.returncode != 0):
-            raise subprocess.CalledProcessError(reader.returncode, [psql], stderr=reader_err)
+            raise subprocess.CalledProcessError(reader.returncode, [self.psql], stderr=reader_err)
         if writer.returncode != 0:
-            raise subprocess.CalledProcessError(writer.returncode, [psql], stderr=writer.stderr)
+            raise subprocess.CalledProcessError(writer.returncode, [self.psql], stderr=writer.stderr)
 
-    def worker() -> None:
-        try:
-            while not errors:
-                try:
-                    item = work.get_nowait()
-                except queue.Empty:
-                    return
-                copy_one(item)
-                with lock:
-                    done[0] += item.size
-                    progress("data", 10 + 80 * done[0] // total)
-        except BaseException as exc:
-            errors.append(exc)
 
-    threads = [threading.Thread(target=worker, name=f"envbranch-copy-{i}", daemon=True)
-               for i in range(min(COPY_WORKERS, work.qsize()))]
-    for t in threads:
-        t.start()
-    try:
-        if small:
-            with target.connect(target_db) as dst:
-                dst.execute("SET synchronous_commit = off")
-                for item in small:
-                    if errors:
-                        break
-                    _copy_small(snap_conn, dst, item)
-                    with lock:
-                        done[0] += item.size
-                        progress("data", 10 + 80 * done[0] // total)
-    except BaseException as exc:
-        errors.append(exc)
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+def _copy_small_tables(snap_conn: psycopg.Connection[tuple[object, ...]], target: Server, target_db: str,
+                       small: list[_Table], tally: _Tally) -> None:
+    if not small:
+        return
+    with target.connect(target_db) as dst:
+        dst.execute("SET synchronous_commit = off")
+        for item in small:
+            if tally.errors:
+                return
+            _copy_small(snap_conn, dst, item)
+            tally.copied(item)
 
 
 def _copy_small(snap_conn: psycopg.Connection[tuple[object, ...]], dst: psycopg.Connection[tuple[object, ...]],
                 item: _Table) -> None:
-    table = sql.Identifier(item.schema, item.name)
-    columns = sql.SQL(", ").join([sql.Identifier(c) for c in item.columns])
     with dst.transaction():
-        dst.execute(sql.SQL("TRUNCATE ONLY {}").format(table))
-        with dst.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary, FREEZE)").format(
-                table, columns)) as into, snap_conn.cursor().copy(
-                sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(table, columns)) as out:
+        dst.execute(sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(item.schema, item.name)))
+        with dst.cursor().copy(_copy_in_statement(item, freeze=True)) as into, \
+                snap_conn.cursor().copy(copy_out_statement(item)) as out:
             for data in out:
                 into.write(data)
 
