@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import IO, Literal, cast
 
 import psycopg
 from psycopg import sql
@@ -29,8 +29,10 @@ from psycopg import sql
 from envbranch.api.environment import Mode, Strategy
 from envbranch.postgres.errors import DumpNeeded, EngineError, PermanentError, SourceBusy, classify
 from envbranch.postgres.probe import clone_supported
+from envbranch.postgres.replicas import address, pick_replica, replay_lag
 from envbranch.postgres.server import Server
 from envbranch.postgres.tags import create_tagged_database, database_exists, drop_database, tag_database
+from envbranch.postgres.throttle import CHUNK, ByteRate
 from envbranch.postgres.tools import find_client_tools
 
 Progress = Callable[[str, int], None]
@@ -47,6 +49,8 @@ class CloneResult:
     strategy: str
     bytes: int
     seconds: float
+    rows_from: str | None = None               # host:port the rows were read from
+    replica_lag_seconds: float | None = None   # set when that was a replica
 
 
 def _noop(step: str, percent: int) -> None:
@@ -70,10 +74,20 @@ def _size(conn: psycopg.Connection[tuple[object, ...]], dbname: str) -> int:
     return int(row[0]) if row else 0  # type: ignore[call-overload]
 
 
+@dataclass(frozen=True)
+class DumpOptions:
+    """How a Dump reads its source: streams (tables at once), a byte-rate cap shared by all of them, and
+    the source server's replicas to read from instead of it."""
+
+    streams: int = COPY_WORKERS
+    max_rate: int | None = None           # bytes per second, every stream together; None: no cap
+    replicas: tuple[Server, ...] = ()     # read from the first one that is a standby of the source
+
+
 def clone_database(source: Server, source_db: str, target: Server, target_db: str, *, mode: Mode,
                    strategy: Strategy, uid: str, progress: Progress = _noop,
                    template_strategy: Literal["FILE_COPY", "WAL_LOG"] = "FILE_COPY",
-                   owner: str | None = None, dump: bool = True) -> CloneResult:
+                   owner: str | None = None, dump: bool = True, options: DumpOptions = DumpOptions()) -> CloneResult:
     """Clone `source_db` into a new `target_db` tagged with `uid` (and owned from its creation by
     `owner`, a role tagged with `uid`). On any failure the partial database is dropped before the
     error propagates. With `dump=False`, DumpNeeded is raised where the Dump path would be taken,
@@ -82,32 +96,19 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
     with target.connect() as conn:
         if database_exists(conn, target_db):
             raise PermanentError(f"database {target_db} already exists on the target server")
-    chosen = strategy
     if strategy == "Template" and (mode == "System" or not source.same_server(target)):
         raise PermanentError("strategy Template needs mode Full and the source on the same server; "
                              "use Dump or Auto")
     try:
-        if strategy in ("Auto", "Template") and mode == "Full" and source.same_server(target):
-            try:
-                _template(target, source_db, target_db, template_strategy, uid, owner)
-                chosen = "Template"
-            except (SourceBusy, PermanentError) as exc:
-                if strategy == "Template" or not _template_can_fall_back(exc):
-                    raise
-                chosen = "Dump"
-        else:
+        chosen, read_from, lag = "Template", source, None
+        if not (strategy in ("Auto", "Template") and mode == "Full" and source.same_server(target)
+                and _templated(target, source_db, target_db, template_strategy, uid, owner, strategy)):
             chosen = "Dump"
-        if chosen == "Dump":
-            _require_dumpable(source, source_db)
+            read_from = pick_replica(source, options.replicas, source_db) if options.replicas else source
+            _require_dumpable(read_from, source_db)
             if not dump:
                 raise DumpNeeded()
-            # pg_dump and psql read the TLS files at every connection: they stay for the whole copy.
-            with source.tls_files() as src, target.tls_files() as dst:
-                try:
-                    _dump(src, source_db, dst, target_db, mode, progress, uid, owner)
-                except Exception as exc:
-                    raise classify(exc, (source.password, target.password),
-                                   tls_dirs=(src.tls_dir, dst.tls_dir)) from None
+            lag = _dump_with_tls(read_from, source_db, target, target_db, mode, progress, uid, owner, options)
         with target.connect() as conn:
             tag_database(conn, target_db, uid)
             size = _size(conn, target_db)
@@ -119,7 +120,30 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
             raise
         raise classify(exc, (source.password, target.password)) from None
     progress("database", 100)
-    return CloneResult(chosen, size, round(time.monotonic() - start, 3))
+    return CloneResult(chosen, size, round(time.monotonic() - start, 3), rows_from=address(read_from),
+                       replica_lag_seconds=lag)
+
+
+def _templated(target: Server, source_db: str, target_db: str, method: str, uid: str, owner: str | None,
+               strategy: Strategy) -> bool:
+    """True when the template copy was made; False when Auto may fall back to the Dump."""
+    try:
+        _template(target, source_db, target_db, method, uid, owner)
+        return True
+    except (SourceBusy, PermanentError) as exc:
+        if strategy == "Template" or not _template_can_fall_back(exc):
+            raise
+        return False
+
+
+def _dump_with_tls(source: Server, source_db: str, target: Server, target_db: str, mode: Mode, progress: Progress,
+                   uid: str, owner: str | None, options: DumpOptions) -> float | None:
+    # pg_dump and psql read the TLS files at every connection: they stay for the whole copy.
+    with source.tls_files() as src, target.tls_files() as dst:
+        try:
+            return _dump(src, source_db, dst, target_db, mode, progress, uid, owner, options)
+        except Exception as exc:
+            raise classify(exc, (source.password, target.password), tls_dirs=(src.tls_dir, dst.tls_dir)) from None
 
 
 # Objects only a superuser may create: a Dump, restored as the branch role, can never recreate them.
@@ -226,7 +250,8 @@ WHERE c.relkind = 'S' AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'informat
 
 
 def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: Mode, progress: Progress,
-          uid: str, owner: str | None) -> None:
+          uid: str, owner: str | None, options: DumpOptions) -> float | None:
+    """The online copy; the replay lag of `source` when it is a standby, at the snapshot."""
     with target.connect() as conn:
         # Tagged from the start: a crash in the middle of the copy leaves a database its Environment
         # (or, once that is gone, the reaper) recognises as its own and may drop.
@@ -239,6 +264,7 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
     with source.connect(source_db, timeouts=False, autocommit=False) as snap_conn:
         snap_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = str(snap_conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        lag = replay_lag(snap_conn) if options.replicas else None
         tools_major = max(snap_conn.info.server_version, _server_version(target)) // 10000
         progress("schema", 5)
         sections = [_SchemaSection(source, source_db, s, snapshot, tools_major) for s in ("pre-data", "post-data")]
@@ -249,7 +275,8 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
                 # A table whose columns are all generated has nothing to copy.
                 tables = [_Table(str(r[1]), str(r[2]), int(str(r[3])), [str(c) for c in cast(list[object], r[4])])
                           for r in rows if r[4]]
-                _copy_tables(snap_conn, source, source_db, branch, target_db, snapshot, _slices(tables), progress)
+                _copy_tables(snap_conn, _TableStream(source, source_db, branch, target_db, snapshot, options),
+                             _slices(tables, options.streams), progress)
                 _copy_sequences(snap_conn, branch, target_db)
                 _copy_large_objects(snap_conn, branch, target_db)
             progress("indexes", 90)
@@ -257,6 +284,7 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
         finally:
             for section in sections:
                 section.close()
+    return lag
 
 
 def _server_version(server: Server) -> int:
@@ -278,18 +306,18 @@ SMALL_BYTES = 1024 * 1024
 BLOCK_SIZE = 8192
 
 
-def _slices(tables: list[_Table]) -> list[_Table]:
-    """Big tables cut into COPY_WORKERS block ranges, so both cores copy the table that dominates."""
+def _slices(tables: list[_Table], streams: int = COPY_WORKERS) -> list[_Table]:
+    """Big tables cut into one block range per stream, so every stream copies the table that dominates."""
     out: list[_Table] = []
     for t in tables:
-        if t.size < SPLIT_BYTES:
+        if t.size < SPLIT_BYTES or streams == 1:
             out.append(t)
             continue
         blocks = t.size // BLOCK_SIZE
-        step = -(-blocks // COPY_WORKERS)
-        for i in range(COPY_WORKERS):
-            last = None if i == COPY_WORKERS - 1 else (i + 1) * step  # open-ended: nothing is missed
-            out.append(_Table(t.schema, t.name, t.size // COPY_WORKERS, t.columns, (i * step, last)))
+        step = -(-blocks // streams)
+        for i in range(streams):
+            last = None if i == streams - 1 else (i + 1) * step  # open-ended: nothing is missed
+            out.append(_Table(t.schema, t.name, t.size // streams, t.columns, (i * step, last)))
     return sorted(out, key=lambda t: -t.size)
 
 
@@ -309,37 +337,44 @@ class _Tally:
             self.progress("data", 10 + 80 * self.done // self.total)
 
 
-def _copy_tables(snap_conn: psycopg.Connection[tuple[object, ...]], source: Server, source_db: str, target: Server,
-                 target_db: str, snapshot: str, tables: list[_Table], progress: Progress) -> None:
+def _copy_tables(snap_conn: psycopg.Connection[tuple[object, ...]], stream: _TableStream, tables: list[_Table],
+                 progress: Progress) -> None:
     """Each table streams from one psql to another (binary COPY, C all the way: Python would touch
-    every row), COPY_WORKERS tables at a time, every reader on the exported snapshot (_TableStream).
+    every row), `streams` tables at a time, every reader on the exported snapshot (_TableStream).
     Tables under SMALL_BYTES go through this process instead, on the snapshot's own session and one
-    branch session, while the workers copy the big ones: two processes and two logins per table
-    would cost more than their rows."""
+    branch session, beside the streams (before them, with one stream): two processes and two logins
+    per table would cost more than their rows."""
     tally = _Tally(tables, progress)
     small = [t for t in tables if t.blocks is None and t.size < SMALL_BYTES]
     work: queue.Queue[_Table] = queue.Queue()
     for table in tables:
         if table not in small:
             work.put(table)
-    stream = _TableStream(source, source_db, target, target_db, snapshot)
+    streams = stream.options.streams
+    if streams == 1:
+        _guarded(tally, lambda: _copy_small_tables(snap_conn, stream, small, tally))
     threads = [threading.Thread(target=_work_off, args=(work, stream, tally), name=f"envbranch-copy-{i}",
-                                daemon=True) for i in range(min(COPY_WORKERS, work.qsize()))]
+                                daemon=True) for i in range(min(streams, work.qsize()))]
     for t in threads:
         t.start()
-    try:
-        _copy_small_tables(snap_conn, target, target_db, small, tally)
-    except BaseException as exc:
-        tally.errors.append(exc)
+    if streams > 1:
+        _guarded(tally, lambda: _copy_small_tables(snap_conn, stream, small, tally))
     for t in threads:
         t.join()
     if tally.errors:
         raise tally.errors[0]
 
 
+def _guarded(tally: _Tally, work: Callable[[], None]) -> None:
+    try:
+        work()
+    except BaseException as exc:
+        tally.errors.append(exc)
+
+
 def _work_off(work: queue.Queue[_Table], stream: _TableStream, tally: _Tally) -> None:
     """One copy stream: tables from the queue until it is empty or another stream failed."""
-    try:
+    def drain() -> None:
         while not tally.errors:
             try:
                 item = work.get_nowait()
@@ -347,8 +382,8 @@ def _work_off(work: queue.Queue[_Table], stream: _TableStream, tally: _Tally) ->
                 return
             stream.copy(item)
             tally.copied(item)
-    except BaseException as exc:
-        tally.errors.append(exc)
+
+    _guarded(tally, drain)
 
 
 def copy_out_statement(item: _Table) -> sql.Composed:
@@ -378,9 +413,15 @@ class _TableStream:
     """A whole table is emptied and loaded in one transaction with COPY FREEZE: its rows arrive
     frozen and all-visible, so neither the index builds after the load nor the first readers of the
     branch rewrite every page to set hint bits (and, on a wal_level=minimal server, the load skips
-    WAL). The slices of a split table share it, so they load plainly."""
+    WAL). The slices of a split table share it, so they load plainly. With a rate cap the bytes pass
+    through this process, paced by one ByteRate all streams share; without, reader and writer are
+    joined by a pipe."""
 
-    def __init__(self, source: Server, source_db: str, target: Server, target_db: str, snapshot: str) -> None:
+    def __init__(self, source: Server, source_db: str, target: Server, target_db: str, snapshot: str,
+                 options: DumpOptions) -> None:
+        self.options = options
+        self.rate = ByteRate(options.max_rate) if options.max_rate else None
+        self.target, self.target_db = target, target_db
         self.psql = find_client_tools(_server_version(target) // 10000).path("psql")
         self.base = [self.psql, "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1"]
         self.source_env = source.env(source_db)
@@ -400,38 +441,55 @@ class _TableStream:
              "-c", copy_out_statement(item).as_string(None), "-c", "COMMIT"],
             env=self.source_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert reader.stdout is not None
-        writer = subprocess.run([*self.base, *self._load(item)], env=self.target_env,
-                                stdin=reader.stdout, capture_output=True, check=False)
-        reader.stdout.close()
-        reader_err = reader.stderr.read() if reader.stderr else b""
-        reader.wait()
+        try:
+            writer_rc, writer_err = self._write(item, reader.stdout)
+        finally:
+            reader.stdout.close()
+            reader_err = reader.stderr.read() if reader.stderr else b""
+            reader.wait()
         # A reader killed by SIGPIPE only says that the writer went first: the writer's error is the cause.
-        if reader.returncode != 0 and not (reader.returncode == -signal.SIGPIPE and writer.returncode != 0):
+        if reader.returncode != 0 and not (reader.returncode == -signal.SIGPIPE and writer_rc != 0):
             raise subprocess.CalledProcessError(reader.returncode, [self.psql], stderr=reader_err)
-        if writer.returncode != 0:
-            raise subprocess.CalledProcessError(writer.returncode, [self.psql], stderr=writer.stderr)
+        if writer_rc != 0:
+            raise subprocess.CalledProcessError(writer_rc, [self.psql], stderr=writer_err)
+
+    def _write(self, item: _Table, rows: IO[bytes]) -> tuple[int, bytes]:
+        """The writer psql loading `rows`: (exit code, stderr)."""
+        argv = [*self.base, *self._load(item)]
+        if self.rate is None:
+            done = subprocess.run(argv, env=self.target_env, stdin=rows, capture_output=True, check=False)
+            return done.returncode, done.stderr
+        writer = subprocess.Popen(argv, env=self.target_env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE)
+        assert writer.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # the writer stopped: its exit code and stderr say why
+            for chunk in self.rate.paced(iter(lambda: rows.read(CHUNK), b"")):
+                writer.stdin.write(chunk)
+        with contextlib.suppress(BrokenPipeError):
+            writer.stdin.close()
+        return writer.wait(), writer.stderr.read() if writer.stderr else b""
 
 
-def _copy_small_tables(snap_conn: psycopg.Connection[tuple[object, ...]], target: Server, target_db: str,
+def _copy_small_tables(snap_conn: psycopg.Connection[tuple[object, ...]], stream: _TableStream,
                        small: list[_Table], tally: _Tally) -> None:
     if not small:
         return
-    with target.connect(target_db) as dst:
+    with stream.target.connect(stream.target_db) as dst:
         dst.execute("SET synchronous_commit = off")
         for item in small:
             if tally.errors:
                 return
-            _copy_small(snap_conn, dst, item)
+            _copy_small(snap_conn, dst, item, stream.rate)
             tally.copied(item)
 
 
 def _copy_small(snap_conn: psycopg.Connection[tuple[object, ...]], dst: psycopg.Connection[tuple[object, ...]],
-                item: _Table) -> None:
+                item: _Table, rate: ByteRate | None) -> None:
     with dst.transaction():
         dst.execute(sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(item.schema, item.name)))
         with dst.cursor().copy(_copy_in_statement(item, freeze=True)) as into, \
                 snap_conn.cursor().copy(copy_out_statement(item)) as out:
-            for data in out:
+            for data in (rate.paced(out) if rate else out):
                 into.write(data)
 
 
