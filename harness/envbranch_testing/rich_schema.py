@@ -1,6 +1,12 @@
-"""A rich source database for the engine tests: every kind of object the design promises to keep."""
+"""A rich source database for the engine tests: every kind of object the design promises to keep, and the
+checks that a copy of it kept them (schema, rows, sequences)."""
 
 from __future__ import annotations
+
+import re
+import subprocess
+
+from psycopg import sql
 
 from envbranch import postgres as engine
 from envbranch_testing.postgres import Postgres
@@ -78,3 +84,32 @@ TABLES = ["people", "billing.invoices", "events_2025", "events_2026", '"MixedCas
 
 def admin_server(pg: Postgres) -> engine.Server:
     return engine.Server(pg.host, pg.port, pg.admin.user, pg.admin.password)
+
+
+def schema_dump(pg: Postgres, dbname: str) -> str:
+    tools = pg.client_tools()
+    out = subprocess.run([tools.path("pg_dump"), "--schema-only", "--no-owner", "--no-privileges", "-d", dbname],
+                         env={"PGHOST": pg.host, "PGPORT": str(pg.port), "PGUSER": pg.superuser.user,
+                              "PGPASSWORD": pg.superuser.password}, capture_output=True, text=True, check=True)
+    # pg_dump 18 brackets its output with a random \restrict key.
+    return re.sub(r"^\\(un)?restrict .*$", "", out.stdout, flags=re.M)
+
+
+def table_digest(pg: Postgres, dbname: str) -> dict[str, tuple[int, str]]:
+    """Each table's row count and the md5 of its rows in order."""
+    digest: dict[str, tuple[int, str]] = {}
+    with pg.connect(dbname) as conn:
+        for table in TABLES:
+            row = conn.execute(sql.SQL("SELECT count(*), coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') "
+                                       "FROM {} x").format(sql.SQL(table))).fetchone()
+            assert row is not None
+            digest[table] = (int(str(row[0])), str(row[1]))
+    return digest
+
+
+def sequences(pg: Postgres, dbname: str) -> dict[str, tuple[object, ...]]:
+    with pg.connect(dbname) as conn:
+        names = [str(r[0]) for r in conn.execute(
+            "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences ORDER BY 1").fetchall()]
+        return {n: tuple(conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(n))).fetchone()
+                         or ()) for n in names}

@@ -397,7 +397,8 @@ def copy_out_statement(item: _Table) -> sql.Composed:
     where = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({first},0)"))
     if last is not None:
         where = sql.SQL("{} AND ctid < {}::tid").format(where, sql.Literal(f"({last},0)"))
-    return sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT binary)").format(columns, table, where)
+    # ONLY: a slice reads this table's blocks, never an inheriting child's rows (copied as tables of their own).
+    return sql.SQL("COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT (FORMAT binary)").format(columns, table, where)
 
 
 def _column_list(item: _Table) -> sql.Composed:
