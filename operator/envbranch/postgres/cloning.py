@@ -82,6 +82,11 @@ class DumpOptions:
     streams: int = COPY_WORKERS
     max_rate: int | None = None           # bytes per second, every stream together; None: no cap
     replicas: tuple[Server, ...] = ()     # read from the first one that is a standby of the source
+    # Big tables in block slices, loaded side by side. Off where disk is tight: a whole-table load makes
+    # its own file in its own transaction, so a load that runs the disk full frees its space as it
+    # aborts, and the DROP of the partial copy (whose checkpoint needs a little space) can run at once.
+    # Aborted rows of a slice stay in the shared file until that DROP.
+    split_tables: bool = True
 
 
 def clone_database(source: Server, source_db: str, target: Server, target_db: str, *, mode: Mode,
@@ -276,7 +281,7 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
                 tables = [_Table(str(r[1]), str(r[2]), int(str(r[3])), [str(c) for c in cast(list[object], r[4])])
                           for r in rows if r[4]]
                 _copy_tables(snap_conn, _TableStream(source, source_db, branch, target_db, snapshot, options),
-                             _slices(tables, options.streams), progress)
+                             _slices(tables, options.streams if options.split_tables else 1), progress)
                 _copy_sequences(snap_conn, branch, target_db)
                 _copy_large_objects(snap_conn, branch, target_db)
             progress("indexes", 90)
