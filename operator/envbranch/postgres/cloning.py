@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from envbranch.api.environment import Mode, Strategy
-from envbranch.postgres.errors import DumpNeeded, EngineError, PermanentError, SourceBusy, classify
+from envbranch.postgres.errors import DiskFull, DumpNeeded, EngineError, PermanentError, SourceBusy, classify
 from envbranch.postgres.probe import clone_supported
 from envbranch.postgres.replicas import address, pick_replica, replay_lag
 from envbranch.postgres.server import Server
@@ -82,11 +82,6 @@ class DumpOptions:
     streams: int = COPY_WORKERS
     max_rate: int | None = None           # bytes per second, every stream together; None: no cap
     replicas: tuple[Server, ...] = ()     # read from the first one that is a standby of the source
-    # Big tables in block slices, loaded side by side. Off where disk is tight: a whole-table load makes
-    # its own file in its own transaction, so a load that runs the disk full frees its space as it
-    # aborts, and the DROP of the partial copy (whose checkpoint needs a little space) can run at once.
-    # Aborted rows of a slice stay in the shared file until that DROP.
-    split_tables: bool = True
 
 
 def clone_database(source: Server, source_db: str, target: Server, target_db: str, *, mode: Mode,
@@ -120,6 +115,8 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
     except DumpNeeded:
         raise
     except BaseException as exc:
+        if isinstance(exc, DiskFull):
+            _release_disk(target.as_role(owner), target_db)
         _drop_quietly(target, target_db, uid)
         if isinstance(exc, EngineError) or not isinstance(exc, Exception):
             raise
@@ -179,6 +176,21 @@ def _require_dumpable(source: Server, source_db: str) -> None:
 def _template_can_fall_back(exc: EngineError) -> bool:
     # Busy source, or an admin that may not use the source as a template: Dump can still work.
     return isinstance(exc, SourceBusy) or exc.sqlstate == "42501"
+
+
+_COPIED_TABLES = ("SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
+                  "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
+                  "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'")
+
+
+def _release_disk(branch: Server, dbname: str) -> None:
+    """After a disk-full, the partial copy's tables dropped before the database. DROP DATABASE needs a
+    checkpoint, and a checkpoint on a full disk stops the whole server (PANIC writing its small state
+    files); dropping tables only marks catalog rows, and their files are cut to nothing at commit."""
+    with contextlib.suppress(EngineError), branch.connect(dbname) as conn:
+        tables = [sql.Identifier(str(schema), str(name)) for schema, name in conn.execute(_COPIED_TABLES).fetchall()]
+        if tables:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.SQL(", ").join(tables)))
 
 
 def _drop_quietly(server: Server, dbname: str, uid: str) -> None:
@@ -281,7 +293,7 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
                 tables = [_Table(str(r[1]), str(r[2]), int(str(r[3])), [str(c) for c in cast(list[object], r[4])])
                           for r in rows if r[4]]
                 _copy_tables(snap_conn, _TableStream(source, source_db, branch, target_db, snapshot, options),
-                             _slices(tables, options.streams if options.split_tables else 1), progress)
+                             _slices(tables, options.streams), progress)
                 _copy_sequences(snap_conn, branch, target_db)
                 _copy_large_objects(snap_conn, branch, target_db)
             progress("indexes", 90)
