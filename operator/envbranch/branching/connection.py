@@ -32,11 +32,16 @@ def server_info(project: str, server_name: str) -> engine.Server:
     return server
 
 
-def _read_server(project: str, server_name: str) -> engine.Server:
+def server_spec(project: str, server_name: str) -> DatabaseServerSpec:
+    """A DatabaseServer's spec as it is now (replicas, dump defaults, storage budget)."""
     body = resources.get(resources.DATABASESERVERS, project, server_name)
     if body is None:
         raise Waiting("ServerNotFound", f"DatabaseServer {server_name!r} not found in {project}", 5)
-    spec = DatabaseServerSpec.model_validate(body["spec"])
+    return DatabaseServerSpec.model_validate(body["spec"])
+
+
+def _read_server(project: str, server_name: str) -> engine.Server:
+    spec = server_spec(project, server_name)
     ref = spec.admin_secret_ref
     values = resources.read_secret_values(project, ref.name, (ref.username_key, ref.password_key))
     if values is None or ref.username_key not in values or ref.password_key not in values:

@@ -55,9 +55,9 @@ def expected_copy_bytes(source: Server, source_db: str, mode: Mode) -> int:
     return _database_size(source, source_db if mode == "Full" else _EMPTY_DATABASE)
 
 
-def tagged_bytes(server: Server) -> int:
+def tagged_bytes(server: Server, excluding: str | None = None) -> int:
     """What every tagged database on `server` holds, any cluster's (they all take the same disk)."""
-    names = [t.name for t in find_tagged(server) if t.kind == "database"]
+    names = [t.name for t in find_tagged(server) if t.kind == "database" and t.name != excluding]
     if not names:
         return 0
     with server.connect() as conn:
@@ -67,17 +67,15 @@ def tagged_bytes(server: Server) -> int:
     return int(str(row[0])) if row else 0
 
 
-def room_for_copy(target: Server, source: Server, source_db: str, mode: Mode, budget: Budget) -> Room:
-    return Room(used=tagged_bytes(target), expected=expected_copy_bytes(source, source_db, mode),
-                reserve=budget.reserve_bytes, budget=budget.budget_bytes)
-
-
-def require_room(target: Server, source: Server, source_db: str, mode: Mode, budget: Budget | None) -> Room | None:
+def require_room(target: Server, source: Server, source_db: str, mode: Mode, budget: Budget | None, *,
+                 replacing: str | None = None) -> Room | None:
     """Before a copy of `source_db` onto `target` (a branch, or a refresh's second copy beside the old
-    one, which still counts): InsufficientStorage unless it fits. None when there is no budget."""
+    one, which still counts): InsufficientStorage unless it fits. `replacing` is a database the copy
+    drops before it starts (a partial copy of an interrupted attempt). None when there is no budget."""
     if budget is None:
         return None
-    room = room_for_copy(target, source, source_db, mode, budget)
+    room = Room(used=tagged_bytes(target, replacing), expected=expected_copy_bytes(source, source_db, mode),
+                reserve=budget.reserve_bytes, budget=budget.budget_bytes)
     if not room.fits:
         raise InsufficientStorage(f"the copy of {source_db} does not fit: {room.describe()}")
     return room

@@ -144,6 +144,8 @@ class FakePostgres:
         self.removed: list[str] = []
         self.clone_gate: threading.Event | None = None   # set: a clone waits for it
         self.lane_only = False                           # a Full clone needs the copy lane (DumpNeeded)
+        self.limits_seen: list[object] = []               # spec.database.dump handed to each clone
+        self.storage_checks: list[tuple[str, str, str, str | None]] = []
 
     def _maybe_fail(self, op: str) -> None:
         if op in self.fail:
@@ -184,7 +186,8 @@ class FakePostgres:
 
     def clone(self, project: str, *, source_server: str, source_database: str, server: str, database: str,
               mode: str, strategy: str, uid: str, progress: Callable[[str, int], None], owner: str | None = None,
-              dump: bool = True) -> dict[str, Any]:
+              dump: bool = True, limits: object = None) -> dict[str, Any]:
+        self.limits_seen.append(limits)
         if self.lane_only and not dump:
             raise engine.DumpNeeded()
         self._maybe_fail("clone")
@@ -194,6 +197,11 @@ class FakePostgres:
             if (server, database) not in self.databases:   # cut off: its database was dropped
                 raise engine.PermanentError("the copy was cut off")
         return {**result, "strategy": "Dump" if dump and self.lane_only else result["strategy"]}
+
+    def require_storage(self, project: str, *, server: str, source_server: str, source_database: str, mode: str,
+                        replacing: str | None = None) -> None:
+        self.storage_checks.append((server, source_database, mode, replacing))
+        self._maybe_fail("require_storage")
 
     def role_exists(self, project: str, server: str, role: str) -> bool:
         return (server, role) in self.roles
@@ -295,7 +303,7 @@ def install(monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setattr(configuration, "delete", kube.delete_config)
     monkeypatch.setattr(events, "emit", kube.emit)
     monkeypatch.setattr(connection, "server_info", pg.server_info)
-    for name in ("require_database", "public_can_connect", "tagged_uid", "create_owner_role",
+    for name in ("require_database", "public_can_connect", "tagged_uid", "create_owner_role", "require_storage",
                  "create_empty", "clone", "role_exists", "create_role", "drop_database", "drop_role", "untag"):
         monkeypatch.setattr(database, name, getattr(pg, name))
     monkeypatch.setattr(settings, "current", settings.OperatorSettings(fault_injection=True, source_wait=5))

@@ -23,6 +23,10 @@ def clone(run: Run, plan: Plan) -> dict[str, Any]:
     """The clone's result (strategy, bytes, seconds); Waiting while the lane still has it."""
     job = copy_lane.LANE.get(run.uid)
     if job is None:
+        assert plan.source_server and plan.source_database and run.spec.mode
+        # Before every start of the copy, this branch's own partial copy (dropped first) not counted.
+        database.require_storage(run.project, server=plan.server_name, source_server=plan.source_server,
+                                 source_database=plan.source_database, mode=run.spec.mode, replacing=plan.database)
         copy = _copier(run, plan)
         try:
             # A schema-only Dump is short: only a Full one goes to the lane.
@@ -57,9 +61,11 @@ def _copier(run: Run, plan: Plan) -> Callable[[Strategy, bool], dict[str, Any]]:
             last[0] = time.monotonic()
             run.progress("database", 20 + percent * 60 // 100)
 
+    limits = run.spec.database.dump if run.spec.database else None
+
     def copy(strategy: Strategy, dump: bool) -> dict[str, Any]:
         return database.clone(run.project, source_server=source_server, source_database=source_database,
                               server=plan.server_name, database=plan.database, mode=mode, strategy=strategy,
-                              uid=run.uid, progress=report, owner=plan.role, dump=dump)
+                              uid=run.uid, progress=report, owner=plan.role, dump=dump, limits=limits)
 
     return copy
