@@ -26,6 +26,12 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("bad-strategy", {"source": "production", "mode": "Full", "database": {"strategy": "Fast"}},
      "spec.database.strategy"),
     ("bad-policy", {"deletionPolicy": "Keep"}, "spec.deletionPolicy"),
+    ("slow-dump", {"source": "production", "mode": "Full", "database": {"dump": {"maxRate": "512Ki"}}},
+     "maxRate must be at least 1Mi"),
+    ("bad-rate", {"source": "production", "mode": "Full", "database": {"dump": {"maxRate": "20MB"}}},
+     "spec.database.dump.maxRate"),
+    ("no-streams", {"source": "production", "mode": "Full", "database": {"dump": {"streams": 0}}},
+     "spec.database.dump.streams"),
 ]
 
 # (case id, spec patch, message) for changes refused on a branch created with
