@@ -113,3 +113,14 @@ def sequences(pg: Postgres, dbname: str) -> dict[str, tuple[object, ...]]:
             "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences ORDER BY 1").fetchall()]
         return {n: tuple(conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(n))).fetchone()
                          or ()) for n in names}
+
+
+def sequences_not_behind(pg: Postgres, src: str, dst: str) -> None:
+    """A copy read from a standby: each sequence is where the primary's is, or ahead of it (a standby
+    sees a sequence as its WAL logged it, up to 32 values ahead): never behind, so no value repeats."""
+    source, copy = sequences(pg, src), sequences(pg, dst)
+    assert source.keys() == copy.keys()
+    for name, (last, called) in source.items():
+        copied, copied_called = int(str(copy[name][0])), bool(copy[name][1])
+        assert copied > int(str(last)) or (copied == int(str(last)) and copied_called >= bool(called)), (
+            name, source[name], copy[name])
