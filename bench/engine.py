@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -19,6 +20,9 @@ from psycopg import sql
 
 from bench.common import Bench, median_time, ratio
 from envbranch import postgres as engine
+from envbranch.api.environment import parse_rate
+from envbranch_testing.postgres import Postgres, Standby
+from envbranch_testing.processes import wait_until
 
 DST = "bench_dst"
 
@@ -145,25 +149,78 @@ def _sessions_killed(b: Bench, src: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0  # type: ignore[call-overload]
 
 
-def online_clone(b: Bench, src: str, dump_seconds: float) -> dict[str, Any]:
-    """P5: pgbench TPS on the source while Dump clones run back to back, over the idle baseline."""
-    seconds = max(int(os.environ.get("BENCH_PGBENCH_SECONDS", "10")), round(dump_seconds * 2))
-    idle_tps, idle_failed, _ = _pgbench_tps(b, src, seconds)
-    killed_before = _sessions_killed(b, src)
+def _tps_during(b: Bench, src: str, seconds: int, copy: Callable[[], object]) -> dict[str, Any]:
+    """pgbench on the source for `seconds` while `copy` runs back to back: TPS, copies, their median time."""
     busy: dict[str, Any] = {}
     bench_thread = threading.Thread(target=lambda: busy.update(zip(("tps", "failed", "tail"),
                                                                    _pgbench_tps(b, src, seconds), strict=True)))
-    clones = 0
+    times: list[float] = []
     bench_thread.start()
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        engine.clone_database(b.admin, src, b.admin, DST, mode="Full", strategy="Dump", uid=str(uuid.uuid4()))
+    while time.monotonic() < deadline or not times:
+        start = time.perf_counter()
+        copy()
+        times.append(time.perf_counter() - start)
         b.drop(DST)
-        clones += 1
     bench_thread.join()
+    return {"tps": busy["tps"], "failed": busy["failed"], "copies": len(times),
+            "copy_seconds": round(statistics.median(times), 3)}
+
+
+def _dump(b: Bench, src: str, options: engine.DumpOptions = engine.DumpOptions(),
+          target: engine.Server | None = None) -> Callable[[], object]:
+    return lambda: engine.clone_database(b.admin, src, target or b.admin, DST, mode="Full", strategy="Dump",
+                                         uid=str(uuid.uuid4()), options=options)
+
+
+def online_clone(b: Bench, src: str, dump_seconds: float) -> dict[str, Any]:
+    """P5: pgbench TPS on the source while Dump clones run back to back, over the idle baseline; and the
+    same side by side for a gentle Dump (a byte-rate cap and fewer streams) and for a Dump that reads a
+    streaming standby of the source and writes to another server (the primary does no copy work)."""
+    seconds = max(int(os.environ.get("BENCH_PGBENCH_SECONDS", "10")), round(dump_seconds * 2))
+    _pgbench_tps(b, src, max(1, seconds // 4))  # warm-up: the first run would pay for a cold cache
+    idle_before, idle_failed, _ = _pgbench_tps(b, src, seconds)
+    killed_before = _sessions_killed(b, src)
+    busy = _tps_during(b, src, seconds, _dump(b, src))
+    gentle_options = engine.DumpOptions(streams=b.settings.gentle_streams, max_rate=parse_rate(b.settings.gentle_rate))
+    gentle = _tps_during(b, src, seconds, _dump(b, src, gentle_options))
+    replica = _replica_copies(b, src, seconds)
+    # Idle before and after the loaded runs: a durable server's TPS drifts (checkpoints, cache), the mean is
+    # the baseline every ratio shares.
+    idle_after, idle_failed_after, _ = _pgbench_tps(b, src, seconds)
+    idle_tps = round((idle_before + idle_after) / 2, 1)
     return {
-        "pgbench_seconds": seconds, "tps_idle": idle_tps, "tps_during_dump": busy["tps"], "dump_clones": clones,
-        "pgbench_failed_or_aborted": busy["failed"] + idle_failed,
+        "pgbench_seconds": seconds, "tps_idle": idle_tps, "tps_idle_before_after": [idle_before, idle_after],
+        "tps_during_dump": busy["tps"], "dump_clones": busy["copies"],
+        "pgbench_failed_or_aborted": busy["failed"] + idle_failed + idle_failed_after + gentle["failed"]
+        + replica["failed"],
         "sessions_terminated": _sessions_killed(b, src) - killed_before,
         "P5_tps_ratio": ratio(busy["tps"], idle_tps),
+        "gentle": {"max_rate": b.settings.gentle_rate, "streams": b.settings.gentle_streams,
+                   "tps_during_dump": gentle["tps"], "dump_clones": gentle["copies"],
+                   "dump_seconds": gentle["copy_seconds"], "full_speed_dump_seconds": busy["copy_seconds"],
+                   "P5_gentle_tps_ratio": ratio(gentle["tps"], idle_tps),
+                   "copy_time_ratio": ratio(gentle["copy_seconds"], busy["copy_seconds"])},
+        "replica": {"tps_during_dump": replica["tps"], "dump_clones": replica["copies"],
+                    "dump_seconds": replica["copy_seconds"], "rows_from": replica["rows_from"],
+                    "P5_replica_tps_ratio": ratio(replica["tps"], idle_tps)},
     }
+
+
+def _replica_copies(b: Bench, src: str, seconds: int) -> dict[str, Any]:
+    """Dumps that read a hot standby of the bench server (pg_basebackup -R) into another server, while
+    pgbench runs on the primary."""
+    with Standby(b.pg) as standby, Postgres(durable=True) as other:
+        wait_until(standby.caught_up, timeout=600, what="the standby to replay the pgbench data")
+        replicas = tuple(engine.replica_servers(b.admin, [(standby.host, standby.port)]))
+        target = engine.Server(other.host, other.port, other.admin.user, other.admin.password)
+        seen: list[str | None] = []
+
+        def copy() -> None:
+            seen.append(engine.clone_database(b.admin, src, target, DST, mode="Full", strategy="Dump",
+                                              uid=str(uuid.uuid4()), options=engine.DumpOptions(
+                                                  replicas=replicas)).rows_from)
+            engine.drop_database(target, DST)
+
+        result = _tps_during(b, src, seconds, copy)  # its drop of DST on the primary finds nothing
+    return {**result, "rows_from": "standby" if seen and seen[0] == f"{standby.host}:{standby.port}" else seen[:1]}

@@ -30,7 +30,7 @@ def reflink_clone(b: Bench, scale: int) -> dict[str, Any]:
 
 
 def _measure_on(b: Bench, scale: int, base_dir: Path) -> dict[str, Any]:
-    with Postgres(base_dir=base_dir) as pg:
+    with Postgres(base_dir=base_dir, durable=True) as pg:
         on_xfs = Bench(pg, b.settings)
         size = on_xfs.create_pgbench("pgbench_reflink", scale)
         admin = on_xfs.admin
