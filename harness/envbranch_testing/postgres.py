@@ -280,6 +280,22 @@ class Postgres:
     def client_tools(self) -> ClientTools:
         return find_client_tools(self.major)
 
+    def _sessions(self, dbname: str) -> int:
+        with self.connect() as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (dbname,)).fetchone()
+        return int(str(row[0])) if row else 0
+
+    def sessions_opened(self, dbname: str) -> int:
+        """Sessions ever opened on `dbname` (pg_stat_database.sessions), every one before this call
+        counted: a backend's statistics reach the shared counters when it ends, so one marker session
+        of our own is opened and waited for (and counted)."""
+        before = self._sessions(dbname)
+        with self.connect(dbname):
+            pass
+        wait_until(lambda: self._sessions(dbname) > before, timeout=30, what=f"the marker session on {dbname}")
+        return self._sessions(dbname)
+
 
 class Standby(Postgres):
     """A streaming hot standby of `primary`, made with `pg_basebackup -R` (the same server binaries): it

@@ -124,3 +124,13 @@ def sequences_not_behind(pg: Postgres, src: str, dst: str) -> None:
         copied, copied_called = int(str(copy[name][0])), bool(copy[name][1])
         assert copied > int(str(last)) or (copied == int(str(last)) and copied_called >= bool(called)), (
             name, source[name], copy[name])
+
+
+def assert_same_copy(pg: Postgres, src: str, dst: str, *, from_standby: bool = False) -> None:
+    """`dst` holds `src`'s schema, rows and sequences (read on a standby: sequences not behind)."""
+    assert schema_dump(pg, dst) == schema_dump(pg, src)
+    assert table_digest(pg, dst) == table_digest(pg, src)
+    if from_standby:
+        sequences_not_behind(pg, src, dst)
+    else:
+        assert sequences(pg, dst) == sequences(pg, src)

@@ -12,7 +12,7 @@ import pytest
 from envbranch.api.common import GROUP, VERSION
 from envbranch_testing.postgres import Postgres, Standby
 from envbranch_testing.processes import wait_until
-from envbranch_testing.rich_schema import RICH_SCHEMA, schema_dump, sequences, sequences_not_behind, table_digest
+from envbranch_testing.rich_schema import RICH_SCHEMA, assert_same_copy
 from envbranch_testing.scenario import Project, assert_nothing_left
 
 
@@ -42,44 +42,19 @@ def _patch_server(project: Project, spec: dict[str, Any]) -> None:
                                                   {"spec": spec})
 
 
-def _assert_same(pg: Postgres, src: str, dst: str, *, from_standby: bool = False) -> None:
-    assert schema_dump(pg, dst) == schema_dump(pg, src)
-    assert table_digest(pg, dst) == table_digest(pg, src)
-    if from_standby:
-        sequences_not_behind(pg, src, dst)
-    else:
-        assert sequences(pg, dst) == sequences(pg, src)
-
-
-def _sessions(pg: Postgres, dbname: str) -> int:
-    with pg.connect() as conn:
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (dbname,)).fetchone()
-    return int(row[0]) if row else 0  # type: ignore[call-overload]
-
-
-def _sessions_counted(pg: Postgres, dbname: str) -> int:
-    """Every session opened on `dbname` so far, counted: one marker session of ours, waited for."""
-    before = _sessions(pg, dbname)
-    with pg.connect(dbname):
-        pass
-    wait_until(lambda: _sessions(pg, dbname) > before, timeout=30, what=f"the marker session on {dbname}")
-    return _sessions(pg, dbname)
-
-
 def test_a_branch_read_from_the_standby_leaves_the_primary_alone(rich_project: tuple[Project, str],
                                                                  standby: Standby) -> None:
     project, src = rich_project
     _patch_server(project, {"replicas": [{"host": standby.host, "port": standby.port}]})
-    before = _sessions_counted(project.pg, src)
+    before = project.pg.sessions_opened(src)
     project.apply_env("from-standby", {"source": "production", "mode": "Full", "database": {"strategy": "Dump"}})
     status = project.wait_phase("from-standby", "Active", "Failed")
     assert status["phase"] == "Active", status
     database = status["database"]
     assert database["rowsFrom"] == f"{standby.host}:{standby.port}", database
     assert database["replicaLagSeconds"] >= 0
-    assert _sessions_counted(project.pg, src) == before + 1  # only our marker opened it on the primary
-    _assert_same(project.pg, src, database["name"], from_standby=True)
+    assert project.pg.sessions_opened(src) == before + 1  # only our marker opened it on the primary
+    assert_same_copy(project.pg, src, database["name"], from_standby=True)
     assert any(reason == "DatabaseCloned" and f"read from replica {standby.host}:{standby.port}" in message
                for reason, message in project.events("from-standby"))
 
@@ -93,7 +68,7 @@ def test_a_gentle_branch_keeps_every_object_and_row(rich_project: tuple[Project,
     assert status["phase"] == "Active", status
     assert status["database"]["rowsFrom"] == f"{project.pg.host}:{project.pg.port}"
     assert status["database"].get("replicaLagSeconds") is None
-    _assert_same(project.pg, src, status["database"]["name"])
+    assert_same_copy(project.pg, src, status["database"]["name"])
 
 
 def test_a_branch_over_the_storage_budget_fails_before_anything_is_copied(rich_project: tuple[Project, str]) -> None:

@@ -12,14 +12,7 @@ from envbranch import postgres as engine
 from envbranch.postgres import cloning
 from envbranch_testing.postgres import Postgres, Standby
 from envbranch_testing.processes import free_port, wait_until
-from envbranch_testing.rich_schema import (
-    RICH_SCHEMA,
-    admin_server,
-    schema_dump,
-    sequences,
-    sequences_not_behind,
-    table_digest,
-)
+from envbranch_testing.rich_schema import RICH_SCHEMA, admin_server, assert_same_copy
 
 RATE = 1024 * 1024  # the floor users may ask for: the slowest gentle copy
 
@@ -35,15 +28,6 @@ def primary_and_standby() -> Iterator[tuple[Postgres, Standby]]:
         with Standby(primary) as standby:
             wait_until(standby.caught_up, timeout=60, what="the standby to replay the rich database")
             yield primary, standby
-
-
-def _assert_same(pg: Postgres, src: str, dst: str, *, from_standby: bool = False) -> None:
-    assert schema_dump(pg, dst) == schema_dump(pg, src)
-    assert table_digest(pg, dst) == table_digest(pg, src)
-    if from_standby:
-        sequences_not_behind(pg, src, dst)
-    else:
-        assert sequences(pg, dst) == sequences(pg, src)
 
 
 def _clone(pg: Postgres, dst: str, options: engine.DumpOptions, source: Postgres | None = None) -> engine.CloneResult:
@@ -66,51 +50,33 @@ def test_a_gentle_copy_keeps_every_object_and_row(primary_and_standby: tuple[Pos
     try:
         assert result.strategy == "Dump" and result.rows_from == f"{pg.host}:{pg.port}"
         assert result.replica_lag_seconds is None
-        _assert_same(pg, "rich", dst)
+        assert_same_copy(pg, "rich", dst)
     finally:
         engine.drop_database(admin_server(pg), dst)
-
-
-def _sessions(pg: Postgres, dbname: str) -> int:
-    """Sessions ever opened on `dbname` (pg_stat_database.sessions, PostgreSQL 14+)."""
-    with pg.connect() as conn:
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (dbname,)).fetchone()
-    return int(row[0]) if row else 0  # type: ignore[call-overload]
-
-
-def _sessions_counted(pg: Postgres, dbname: str) -> int:
-    """The session count once everything before this call is counted: one marker session of our own,
-    and wait until it shows (a backend's statistics reach the shared counters when it exits)."""
-    before = _sessions(pg, dbname)
-    with pg.connect(dbname):
-        pass
-    wait_until(lambda: _sessions(pg, dbname) > before, timeout=30, what=f"the marker session on {dbname}")
-    return _sessions(pg, dbname)
 
 
 def test_the_primary_counts_the_sessions_a_copy_opens(primary_and_standby: tuple[Postgres, Standby]) -> None:
     """The measure the replica test relies on does see a Dump that reads from the primary."""
     pg, _ = primary_and_standby
-    before = _sessions_counted(pg, "rich")
+    before = pg.sessions_opened("rich")
     _clone(pg, "from_primary", engine.DumpOptions())
     engine.drop_database(admin_server(pg), "from_primary")
-    assert _sessions_counted(pg, "rich") - before >= 3  # the snapshot session, pg_dump twice, readers: + marker
+    assert pg.sessions_opened("rich") - before >= 3  # the snapshot session, pg_dump twice, readers: + marker
 
 
 def test_a_replica_copy_reads_the_standby_and_leaves_the_primary_alone(
         primary_and_standby: tuple[Postgres, Standby]) -> None:
     pg, standby = primary_and_standby
     replica = engine.replica_servers(admin_server(pg), [(standby.host, standby.port)])
-    on_primary, on_standby = _sessions_counted(pg, "rich"), _sessions_counted(standby, "rich")
+    on_primary, on_standby = pg.sessions_opened("rich"), standby.sessions_opened("rich")
     result = _clone(pg, "from_replica", engine.DumpOptions(replicas=tuple(replica), max_rate=4 * RATE))
     try:
         assert result.rows_from == f"{standby.host}:{standby.port}"
         assert result.replica_lag_seconds is not None and result.replica_lag_seconds >= 0
         # Only our marker opened the source database on the primary; on the standby the copy did.
-        assert _sessions_counted(pg, "rich") == on_primary + 1
-        assert _sessions_counted(standby, "rich") - on_standby >= 4
-        _assert_same(pg, "rich", "from_replica", from_standby=True)
+        assert pg.sessions_opened("rich") == on_primary + 1
+        assert standby.sessions_opened("rich") - on_standby >= 4
+        assert_same_copy(pg, "rich", "from_replica", from_standby=True)
     finally:
         engine.drop_database(admin_server(pg), "from_replica")
 
