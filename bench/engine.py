@@ -4,6 +4,7 @@ pgcopydb), and pgbench on the source while an online clone runs (P5)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -13,9 +14,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psutil
 from psycopg import sql
 
 from bench.common import Bench, median_time, ratio
@@ -130,10 +133,12 @@ def _version(binary: str) -> str:
 
 
 # -- P5 ------------------------------------------------------------------------------------------------
-def _pgbench_tps(b: Bench, src: str, seconds: int) -> tuple[float, int, str]:
-    """TPC-B by 2 clients on the source for `seconds`: (tps, failed or aborted, output tail)."""
+def _pgbench_tps(b: Bench, src: str, seconds: int, cpus: set[int] | None = None) -> tuple[float, int, str]:
+    """TPC-B by 2 clients on the source for `seconds` (on `cpus`, if given): (tps, failed or aborted,
+    output tail)."""
     out = subprocess.run([str(b.pg.bin_dir / "pgbench"), "-n", "-c", "2", "-j", "2", "-T", str(seconds), src],
-                         env=b.env(superuser=False), capture_output=True, text=True, check=False)
+                         env=b.env(superuser=False), capture_output=True, text=True, check=False,
+                         preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     text = out.stdout + out.stderr
     tps = re.search(r"tps = ([\d.]+)", text)
     failed = re.search(r"number of failed transactions: (\d+)", text)
@@ -149,11 +154,13 @@ def _sessions_killed(b: Bench, src: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0  # type: ignore[call-overload]
 
 
-def _tps_during(b: Bench, src: str, seconds: int, copy: Callable[[], object]) -> dict[str, Any]:
+def _tps_during(b: Bench, src: str, seconds: int, copy: Callable[[], object],
+                cpus: set[int] | None = None) -> dict[str, Any]:
     """pgbench on the source for `seconds` while `copy` runs back to back: TPS, copies, their median time."""
     busy: dict[str, Any] = {}
     bench_thread = threading.Thread(target=lambda: busy.update(zip(("tps", "failed", "tail"),
-                                                                   _pgbench_tps(b, src, seconds), strict=True)))
+                                                                   _pgbench_tps(b, src, seconds, cpus),
+                                                                   strict=True)))
     times: list[float] = []
     bench_thread.start()
     deadline = time.monotonic() + seconds
@@ -201,16 +208,44 @@ def online_clone(b: Bench, src: str, dump_seconds: float) -> dict[str, Any]:
                    "dump_seconds": gentle["copy_seconds"], "full_speed_dump_seconds": busy["copy_seconds"],
                    "P5_gentle_tps_ratio": ratio(gentle["tps"], idle_tps),
                    "copy_time_ratio": ratio(gentle["copy_seconds"], busy["copy_seconds"])},
-        "replica": {"tps_during_dump": replica["tps"], "dump_clones": replica["copies"],
-                    "dump_seconds": replica["copy_seconds"], "rows_from": replica["rows_from"],
-                    "P5_replica_tps_ratio": ratio(replica["tps"], idle_tps)},
+        "replica": {"tps_idle": replica["tps_idle"], "tps_during_dump": replica["tps"],
+                    "dump_clones": replica["copies"], "dump_seconds": replica["copy_seconds"],
+                    "rows_from": replica["rows_from"], "primary_on_its_own_cpu": replica["pinned"],
+                    "P5_replica_tps_ratio": ratio(replica["tps"], replica["tps_idle"])},
     }
+
+
+@contextmanager
+def _primary_apart(b: Bench) -> Iterator[set[int] | None]:
+    """The primary (every process of it, and the backends it forks) on the first CPU, everything this
+    process starts from now on (a standby, another server, the copy's tools) on the others: two
+    machines, as a standby is in production, so the primary's TPS shows its own work only. Yields the
+    primary's CPUs for pgbench; None (nothing pinned) with one CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or b.pg.process is None or b.pg.process.pid is None:
+        yield None
+        return
+    primary, own = {cpus[0]}, os.sched_getaffinity(0)
+    root = psutil.Process(b.pg.process.pid)
+
+    def pin(cpu_set: set[int]) -> None:
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.cpu_affinity(sorted(cpu_set))
+
+    pin(primary)
+    os.sched_setaffinity(0, set(cpus[1:]))
+    try:
+        yield primary
+    finally:
+        os.sched_setaffinity(0, own)
+        pin(own)
 
 
 def _replica_copies(b: Bench, src: str, seconds: int) -> dict[str, Any]:
     """Dumps that read a hot standby of the bench server (pg_basebackup -R) into another server, while
-    pgbench runs on the primary."""
-    with Standby(b.pg) as standby, Postgres(durable=True) as other:
+    pgbench runs on the primary; against the idle primary with the same standby and the same CPUs."""
+    with _primary_apart(b) as cpus, Standby(b.pg) as standby, Postgres(durable=True) as other:
         wait_until(standby.caught_up, timeout=600, what="the standby to replay the pgbench data")
         replicas = tuple(engine.replica_servers(b.admin, [(standby.host, standby.port)]))
         target = engine.Server(other.host, other.port, other.admin.user, other.admin.password)
@@ -222,5 +257,7 @@ def _replica_copies(b: Bench, src: str, seconds: int) -> dict[str, Any]:
                                                   replicas=replicas)).rows_from)
             engine.drop_database(target, DST)
 
-        result = _tps_during(b, src, seconds, copy)  # its drop of DST on the primary finds nothing
-    return {**result, "rows_from": "standby" if seen and seen[0] == f"{standby.host}:{standby.port}" else seen[:1]}
+        idle, idle_failed, _ = _pgbench_tps(b, src, seconds, cpus)
+        result = _tps_during(b, src, seconds, copy, cpus)  # its drop of DST on the primary finds nothing
+    return {**result, "failed": result["failed"] + idle_failed, "tps_idle": idle, "pinned": cpus is not None,
+            "rows_from": "standby" if seen and seen[0] == f"{standby.host}:{standby.port}" else seen[:1]}
