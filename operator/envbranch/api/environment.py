@@ -76,7 +76,8 @@ class DumpLimits(Model):
                                  description="Bytes per second the copy may read from its source, all streams "
                                  f"together, as a quantity (e.g. 20Mi); at least {MIN_RATE}. Default: no cap.")
     streams: int | None = Field(default=None, ge=1, le=MAX_STREAMS,
-                                description="Tables copied at once (default 2). 1 reads one table at a time.")
+                                description="Tables (or block slices of a big one) copied at once, beside one "
+                                "session for the tables under 1 MB (default 2); 1 copies one table at a time.")
 
     @field_validator("max_rate")
     @classmethod
