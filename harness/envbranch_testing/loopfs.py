@@ -3,6 +3,7 @@ the reflink benchmark's XFS, and the disk a disk-full test fills."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -15,6 +16,19 @@ class LoopUnavailable(RuntimeError):
     """This machine cannot make or mount one (no mkfs, no loop devices, not root): the command and its error."""
 
 
+def loop_unavailable(*tools: str) -> str | None:
+    """Why this machine cannot make and mount a loop file system with `tools` (None when it can): what
+    a test skips on. Anything failing beyond that is a failure."""
+    if os.geteuid() != 0:
+        return "mounting a loop file system needs root"
+    if not Path("/dev/loop-control").exists():
+        return "no loop devices (/dev/loop-control is missing)"
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        return f"{', '.join(missing)} not installed (hack/apt-install.sh installs xfsprogs and e2fsprogs)"
+    return None
+
+
 def _run(argv: list[str]) -> None:
     out = subprocess.run(argv, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -25,8 +39,8 @@ def _run(argv: list[str]) -> None:
 def loop_filesystem(size_bytes: int, mkfs: list[str]) -> Iterator[Path]:
     """A mounted file system of `size_bytes` made by `mkfs` (e.g. ["mkfs.xfs", "-q", "-f", "-m",
     "reflink=1"]; the image path is appended); unmounted and deleted afterwards."""
-    if shutil.which(mkfs[0]) is None:
-        raise LoopUnavailable(f"{mkfs[0]} is not installed")
+    if reason := loop_unavailable(mkfs[0]):
+        raise LoopUnavailable(reason)
     work = Path(tempfile.mkdtemp(prefix="envbranch-loopfs-"))
     image, mnt = work / "fs.img", work / "mnt"
     mnt.mkdir()

@@ -12,7 +12,7 @@ import pytest
 
 from envbranch import postgres as engine
 from envbranch.postgres import storage
-from envbranch_testing.loopfs import LoopUnavailable, loop_filesystem
+from envbranch_testing.loopfs import loop_filesystem, loop_unavailable
 from envbranch_testing.postgres import Postgres
 from envbranch_testing.rich_schema import admin_server
 
@@ -29,20 +29,20 @@ def _database_names(pg: Postgres) -> set[str]:
 def production_on_a_small_disk(tmp_path: Path) -> Iterator[Postgres]:
     """A server whose data directory is a 128 MB ext4 file system, holding `prod` (~72 MB). pg_wal is
     elsewhere, as on most production servers: a full WAL disk stops PostgreSQL whatever a copy does."""
-    try:
-        with loop_filesystem(DISK_BYTES, ["mkfs.ext4", "-q", "-F", "-m", "0"]) as mnt, \
-                Postgres(base_dir=mnt / "pg", wal_dir=tmp_path / "wal") as pg:
-            with pg.connect(role=pg.admin) as conn:
-                conn.execute("CREATE DATABASE prod")
-            with pg.connect("prod", role=pg.admin) as conn:
-                conn.execute("CREATE TABLE big AS SELECT i, repeat('x', 200) AS filler "
-                             "FROM generate_series(1, %s) i", (BIG_ROWS,))
-                conn.execute("CREATE TABLE orders (id bigserial PRIMARY KEY, note text)")
-            with pg.connect() as conn:
-                conn.execute("CHECKPOINT")  # production's pages on disk, as after any checkpoint
-            yield pg
-    except LoopUnavailable as exc:
-        pytest.skip(f"loop devices are unavailable here, so no small disk can be made: {exc}")
+    if reason := loop_unavailable("mkfs.ext4"):
+        pytest.skip(f"no small disk can be made here: {reason}")
+    # Everything the check allowed must now work: a failure from here on fails the test.
+    with loop_filesystem(DISK_BYTES, ["mkfs.ext4", "-q", "-F", "-m", "0"]) as mnt, \
+            Postgres(base_dir=mnt / "pg", wal_dir=tmp_path / "wal") as pg:
+        with pg.connect(role=pg.admin) as conn:
+            conn.execute("CREATE DATABASE prod")
+        with pg.connect("prod", role=pg.admin) as conn:
+            conn.execute("CREATE TABLE big AS SELECT i, repeat('x', 200) AS filler "
+                         "FROM generate_series(1, %s) i", (BIG_ROWS,))
+            conn.execute("CREATE TABLE orders (id bigserial PRIMARY KEY, note text)")
+        with pg.connect() as conn:
+            conn.execute("CHECKPOINT")  # production's pages on disk, as after any checkpoint
+        yield pg
 
 
 def test_a_copy_that_fills_the_disk_is_rolled_back_at_once(production_on_a_small_disk: Postgres) -> None:
