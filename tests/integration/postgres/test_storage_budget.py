@@ -45,13 +45,18 @@ def production_on_a_small_disk(tmp_path: Path) -> Iterator[Postgres]:
         yield pg
 
 
-def test_a_copy_that_fills_the_disk_is_rolled_back_at_once(production_on_a_small_disk: Postgres) -> None:
+@pytest.mark.parametrize("options", [
+    # The big table in two block slices loading side by side into one file, reader and writer joined by
+    # a pipe (the default); and a paced copy, its bytes relayed through the operator to a writer that dies.
+    engine.DumpOptions(), engine.DumpOptions(streams=3, max_rate=256 * 1024**2)], ids=["default", "paced"])
+def test_a_copy_that_fills_the_disk_is_rolled_back_at_once(production_on_a_small_disk: Postgres,
+                                                           options: engine.DumpOptions) -> None:
     pg = production_on_a_small_disk
     server = admin_server(pg)
     before = _database_names(pg)
     with pytest.raises(engine.DiskFull) as full:
-        # The big table in two block slices loading side by side into one file (the default).
-        engine.clone_database(server, "prod", server, "branch", mode="Full", strategy="Dump", uid=str(uuid.uuid4()))
+        engine.clone_database(server, "prod", server, "branch", mode="Full", strategy="Dump", uid=str(uuid.uuid4()),
+                              options=options)
     assert not full.value.transient and "No space left on device" in full.value.message
     # Right away, no retry and no cleanup by hand: production takes writes, the partial copy is gone.
     with pg.connect("prod", role=pg.admin) as conn:
