@@ -4,6 +4,8 @@ going on right after."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,23 +28,29 @@ def _database_names(pg: Postgres) -> set[str]:
 
 
 @pytest.fixture
-def production_on_a_small_disk(tmp_path: Path) -> Iterator[Postgres]:
+def production_on_a_small_disk() -> Iterator[Postgres]:
     """A server whose data directory is a 128 MB ext4 file system, holding `prod` (~72 MB). pg_wal is
     elsewhere, as on most production servers: a full WAL disk stops PostgreSQL whatever a copy does."""
     if reason := loop_unavailable("mkfs.ext4"):
         pytest.skip(f"no small disk can be made here: {reason}")
-    # Everything the check allowed must now work: a failure from here on fails the test.
-    with loop_filesystem(DISK_BYTES, ["mkfs.ext4", "-q", "-F", "-m", "0"]) as mnt, \
-            Postgres(base_dir=mnt / "pg", wal_dir=tmp_path / "wal") as pg:
-        with pg.connect(role=pg.admin) as conn:
-            conn.execute("CREATE DATABASE prod")
-        with pg.connect("prod", role=pg.admin) as conn:
-            conn.execute("CREATE TABLE big AS SELECT i, repeat('x', 200) AS filler "
-                         "FROM generate_series(1, %s) i", (BIG_ROWS,))
-            conn.execute("CREATE TABLE orders (id bigserial PRIMARY KEY, note text)")
-        with pg.connect() as conn:
-            conn.execute("CHECKPOINT")  # production's pages on disk, as after any checkpoint
-        yield pg
+    # Everything the check allowed must now work: a failure from here on fails the test. pg_wal is not
+    # under pytest's tmp_path: every pytest run makes pytest-of-<user> private again (0700), and the
+    # server's user must reach it.
+    wal = Path(tempfile.mkdtemp(prefix="envbranch-wal-"))
+    try:
+        with loop_filesystem(DISK_BYTES, ["mkfs.ext4", "-q", "-F", "-m", "0"]) as mnt, \
+                Postgres(base_dir=mnt / "pg", wal_dir=wal / "pg_wal") as pg:
+            with pg.connect(role=pg.admin) as conn:
+                conn.execute("CREATE DATABASE prod")
+            with pg.connect("prod", role=pg.admin) as conn:
+                conn.execute("CREATE TABLE big AS SELECT i, repeat('x', 200) AS filler "
+                             "FROM generate_series(1, %s) i", (BIG_ROWS,))
+                conn.execute("CREATE TABLE orders (id bigserial PRIMARY KEY, note text)")
+            with pg.connect() as conn:
+                conn.execute("CHECKPOINT")  # production's pages on disk, as after any checkpoint
+            yield pg
+    finally:
+        shutil.rmtree(wal, ignore_errors=True)
 
 
 @pytest.mark.parametrize("options", [
