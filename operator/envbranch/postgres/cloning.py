@@ -31,7 +31,13 @@ from envbranch.postgres.errors import DiskFull, DumpNeeded, EngineError, Permane
 from envbranch.postgres.probe import clone_supported
 from envbranch.postgres.replicas import address, pick_replica, replay_lag
 from envbranch.postgres.server import Server
-from envbranch.postgres.tags import create_tagged_database, database_exists, drop_database, tag_database
+from envbranch.postgres.tags import (
+    create_tagged_database,
+    database_exists,
+    database_uid,
+    drop_database,
+    tag_database,
+)
 from envbranch.postgres.throttle import CHUNK, ByteRate
 from envbranch.postgres.tools import find_client_tools
 
@@ -116,7 +122,7 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
         raise
     except BaseException as exc:
         if isinstance(exc, DiskFull):
-            _release_disk(target.as_role(owner), target_db)
+            _release_disk(target, owner, target_db, uid)
         _drop_quietly(target, target_db, uid)
         if isinstance(exc, EngineError) or not isinstance(exc, Exception):
             raise
@@ -183,11 +189,20 @@ _COPIED_TABLES = ("SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
                   "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'")
 
 
-def _release_disk(branch: Server, dbname: str) -> None:
-    """After a disk-full, the partial copy's tables dropped before the database. DROP DATABASE needs a
-    checkpoint, and a checkpoint on a full disk stops the whole server (PANIC writing its small state
-    files); dropping tables only marks catalog rows, and their files are cut to nothing at commit."""
-    with contextlib.suppress(EngineError), branch.connect(dbname) as conn:
+def _release_disk(target: Server, owner: str | None, dbname: str, uid: str) -> None:
+    """After a disk-full, the partial copy's tables dropped before the database (only a database with
+    our tag, as its branch role). DROP DATABASE needs a checkpoint, and a checkpoint on a full disk stops
+    the whole server (PANIC writing its small state files); dropping tables only marks catalog rows, and
+    their files are cut to nothing at commit."""
+    with contextlib.suppress(EngineError):
+        with target.connect() as conn:
+            if database_uid(conn, dbname) != uid:
+                return
+        _drop_tables(target.as_role(owner), dbname)
+
+
+def _drop_tables(branch: Server, dbname: str) -> None:
+    with branch.connect(dbname) as conn:
         tables = [sql.Identifier(str(schema), str(name)) for schema, name in conn.execute(_COPIED_TABLES).fetchall()]
         if tables:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.SQL(", ").join(tables)))
