@@ -33,6 +33,10 @@ from envbranch_testing.postgres import Postgres, ServerTls, available_majors, tl
 from envbranch_testing.processes import STARTED_PIDS, pid_alive
 from envbranch_testing.scenario import Project
 
+# Here, not in tests/reliability/conftest.py: under pytest-xdist the table is written by the controller,
+# which loads only this conftest.
+pytest_plugins = ["envbranch_testing.reliability_table"]
+
 EXTERNAL_KUBECONFIG = os.environ.get("ENVBRANCH_E2E_KUBECONFIG")
 EXTERNAL_OPERATOR = os.environ.get("ENVBRANCH_E2E_OPERATOR") == "external"
 PG_LISTEN = os.environ.get("ENVBRANCH_PG_LISTEN") or "127.0.0.1"
