@@ -23,6 +23,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -136,7 +137,20 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return f"envbranch e2e: external cluster {EXTERNAL_KUBECONFIG}, operator {operator}, PostgreSQL on {PG_LISTEN}"
 
 
+# The layers in the order the workers of `make test` (pytest-xdist, `--dist loadfile
+# --no-loadscope-reorder`: a test file is one unit, handed out in collection order) get them: the slowest
+# first, so the quick unit tests fill the gaps at the end.
+LAYERS_FIRST = ("reliability", "e2e", "integration", "node", "unit")
+
+
+def _layer(item: pytest.Item) -> int:
+    top = Path(str(item.path)).relative_to(Path(__file__).parent).parts[0]
+    return LAYERS_FIRST.index(top) if top in LAYERS_FIRST else len(LAYERS_FIRST)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # the controller schedules in the order the workers collected
+        items.sort(key=_layer)
     if not EXTERNAL_OPERATOR:
         return
     skip = pytest.mark.skip(reason="needs_local_operator: the operator runs outside this session "
@@ -146,11 +160,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """On the xdist controller: the processes a worker's fixtures left running (see below)."""
+    left = getattr(node, "workeroutput", {}).get("leftover_pids", [])
+    node.config.stash.setdefault(_LEFTOVERS, []).extend(left)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    # Session fixtures are torn down by now: any process they started must be gone.
+    # Session fixtures are torn down by now: any process they started must be gone. An xdist worker
+    # hands its list to the controller, which fails the run.
     alive = [pid for pid in STARTED_PIDS if pid_alive(pid)]
+    if hasattr(session.config, "workerinput"):
+        session.config.workeroutput["leftover_pids"] = alive  # type: ignore[attr-defined]
+        return
+    alive += [pid for pid in session.config.stash.get(_LEFTOVERS, []) if pid_alive(pid)]
     if alive:
-        session.config.stash.setdefault(_LEFTOVERS, alive)  # type: ignore[arg-type]
         print(f"\nERROR: processes started by the fixtures are still running: {alive}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

@@ -50,6 +50,12 @@ class Recorder:
         self._row.numbers[name] = str(value)
 
 
+def row_name(nodeid: str) -> str:
+    """The test's name in its file, without the `@group` xdist's loadgroup appends to a nodeid."""
+    name = nodeid.split("::", 1)[-1]
+    return name.rsplit("@", 1)[0] if name.rfind("@") > name.rfind("]") else name
+
+
 class Results:
     """The table: a row per reliability test collected, filled in from the reports as they come."""
 
@@ -58,7 +64,7 @@ class Results:
         self.started = time.monotonic()
 
     def expect(self, nodeid: str) -> None:
-        self.rows.setdefault(nodeid, Row(nodeid.split("::", 1)[-1]))
+        self.rows.setdefault(nodeid, Row(row_name(nodeid)))
 
     def markdown(self) -> str:
         passed = sum(r.outcome == "pass" for r in self.rows.values())
@@ -94,7 +100,7 @@ def _mine(rootpath: Path, nodeid: str) -> bool:
 def _item_row(item: pytest.Item) -> Row:
     """The row this test writes to, in the process that runs it."""
     if _ROW not in item.stash:
-        row = item.stash[_ROW] = Row(item.nodeid.split("::", 1)[-1])
+        row = item.stash[_ROW] = Row(row_name(item.nodeid))
         if marker := item.get_closest_marker("reliability"):
             row.area, row.checked = marker.args
     return item.stash[_ROW]

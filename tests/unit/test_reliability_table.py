@@ -24,6 +24,7 @@ def test_described_at_run_time(record):
     record.describe("bad input b", "refused")
 
 @pytest.mark.reliability("fault c", "never")
+@pytest.mark.xdist_group("together")  # loadgroup appends "@together" to its nodeid
 def test_fails():
     assert False
 ''',
@@ -66,7 +67,7 @@ def _rows(table: str) -> list[str]:
     return [re.sub(r"test \d+\.\d s", "test N s", line) for line in table.splitlines() if line.startswith("| `")]
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+@pytest.mark.parametrize("workers", [[], ["-n", "2", "--dist", "loadgroup"]], ids=["one-process", "xdist"])
 def test_the_table_lists_every_reliability_test_with_its_outcome(tmp_path: Path, workers: list[str]) -> None:
     report = _suite(tmp_path)
     run = _pytest(tmp_path, *workers)
