@@ -31,7 +31,7 @@ from kubernetes import client, config
 from envbranch_testing.controlplane import ControlPlane, ExternalCluster
 from envbranch_testing.operator import ExternalOperator, OperatorProcess, local_operator
 from envbranch_testing.postgres import Postgres, ServerTls, available_majors, tls_majors
-from envbranch_testing.processes import STARTED_PIDS, pid_alive
+from envbranch_testing.processes import STARTED_PROCESSES, still_running
 from envbranch_testing.scenario import Project
 
 # Here, not in tests/reliability/conftest.py: under pytest-xdist the table is written by the controller,
@@ -163,21 +163,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
     """On the xdist controller: the processes a worker's fixtures left running (see below)."""
-    left = getattr(node, "workeroutput", {}).get("leftover_pids", [])
-    node.config.stash.setdefault(_LEFTOVERS, []).extend(left)
+    left = getattr(node, "workeroutput", {}).get("leftover_processes", [])
+    node.config.stash.setdefault(_LEFTOVERS, []).extend((pid, ticks) for pid, ticks in left)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # Session fixtures are torn down by now: any process they started must be gone. An xdist worker
-    # hands its list to the controller, which fails the run.
-    alive = [pid for pid in STARTED_PIDS if pid_alive(pid)]
+    # hands what it left running to the controller, which fails the run.
     if hasattr(session.config, "workerinput"):
-        session.config.workeroutput["leftover_pids"] = alive  # type: ignore[attr-defined]
+        left = [p for p in STARTED_PROCESSES if still_running([p])]
+        session.config.workeroutput["leftover_processes"] = left  # type: ignore[attr-defined]
         return
-    alive += [pid for pid in session.config.stash.get(_LEFTOVERS, []) if pid_alive(pid)]
+    alive = still_running(STARTED_PROCESSES + session.config.stash.get(_LEFTOVERS, []))
     if alive:
         print(f"\nERROR: processes started by the fixtures are still running: {alive}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-_LEFTOVERS = pytest.StashKey[list[int]]()
+_LEFTOVERS = pytest.StashKey[list[tuple[int, int | None]]]()

@@ -8,14 +8,16 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
 
-# Every pid started here, so a session can prove none outlived it.
-STARTED_PIDS: list[int] = []
+# Every process started here, as (pid, its start time in clock ticks since boot), so a session can
+# prove none outlived it. The start time tells one of ours from a process the kernel later gave the
+# same pid (pids wrap at 32768 on a busy machine within a run).
+STARTED_PROCESSES: list[tuple[int, int | None]] = []
 
 
 class WaitTimeout(TimeoutError):
@@ -125,7 +127,7 @@ class ManagedProcess:
             )
         finally:
             log.close()
-        STARTED_PIDS.append(self.proc.pid)
+        STARTED_PROCESSES.append((self.proc.pid, start_ticks(self.proc.pid)))
 
     @property
     def pid(self) -> int | None:
@@ -177,3 +179,18 @@ def pid_alive(pid: int) -> bool:
             return f.read().split(") ", 1)[1][0] != "Z"
     except OSError:
         return False
+
+
+def start_ticks(pid: int) -> int | None:
+    """When the process with this pid started (/proc/<pid>/stat field 22), None when there is none."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(") ", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def still_running(started: Iterable[tuple[int, int | None]]) -> list[int]:
+    """The pids of these processes (pid, start ticks) that are still alive: the same pid started at
+    the same moment."""
+    return [pid for pid, ticks in started if pid_alive(pid) and (ticks is None or start_ticks(pid) == ticks)]

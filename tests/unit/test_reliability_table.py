@@ -85,11 +85,12 @@ def test_the_table_lists_every_reliability_test_with_its_outcome(tmp_path: Path,
     ]
 
 
-@pytest.mark.parametrize("selection", [["-k", "passes"], ["tests/reliability/test_first.py"],
+# Each pytest run here costs seconds (three processes with xdist): one partial run on workers.
+@pytest.mark.parametrize("selection", [["-n", "2", "-k", "passes"], ["tests/reliability/test_first.py"],
                                        ["tests/reliability/test_second.py::test_skipped"]])
 def test_a_partial_run_leaves_the_table_alone(tmp_path: Path, selection: list[str]) -> None:
     report = _suite(tmp_path)
-    run = _pytest(tmp_path, "-n", "2", *selection)
+    run = _pytest(tmp_path, *selection)
     assert run.returncode in (0, 1), run.stdout + run.stderr
     assert re.search(r"\b[1-9]\d* (passed|skipped) in ", run.stdout), run.stdout
     assert not report.exists()
