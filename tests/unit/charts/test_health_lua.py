@@ -1,6 +1,6 @@
 """The chart's Argo CD health checks (charts/envbranch/health/*.lua), run by lupa's Lua 5.1 the way
 Argo CD runs them, on status objects captured from a real run and on the edge cases around them
-(health_cases.py, shared with test_health_gopher_lua.py)."""
+(health_cases.py, shared with test_health_argocd.py)."""
 
 from __future__ import annotations
 
