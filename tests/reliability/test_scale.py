@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from faults import Recorder, unpause
+from faults import unpause
 from kubernetes import client, config
 from psycopg import sql
 
@@ -25,6 +25,7 @@ from envbranch_testing.controlplane import ControlPlane
 from envbranch_testing.operator import OPERATOR_USER, OperatorProcess, local_operator, scrape_metrics
 from envbranch_testing.postgres import Postgres
 from envbranch_testing.processes import wait_until
+from envbranch_testing.reliability_table import Recorder
 from envbranch_testing.scenario import Project
 
 PROJECTS = 20
