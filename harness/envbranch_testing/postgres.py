@@ -216,9 +216,10 @@ class Postgres:
             pwfile.unlink()
         if self.host not in ("127.0.0.1", "::1", "localhost"):
             # initdb admits TCP clients from loopback only; Pods reach a non-loopback address from
-            # their node's (or their own) address. Passwords are still required.
+            # their node's (or their own) address, and a standby of this server (Standby) replicates
+            # from it over that address. Passwords are still required.
             with open(self.data_dir / "pg_hba.conf", "a") as hba:
-                hba.write("host all all all scram-sha-256\n")
+                hba.write("host all all all scram-sha-256\nhost replication all all scram-sha-256\n")
         if self.tls and self.tls.hba:
             hba_path = self.data_dir / "pg_hba.conf"
             hba_path.write_text("\n".join(self.tls.hba) + "\n" + hba_path.read_text())
