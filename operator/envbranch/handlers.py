@@ -13,7 +13,7 @@ from kopf._core.actions.execution import HandlerChildrenRetry
 
 from envbranch import health, settings
 from envbranch.api import common
-from envbranch.branching import database, environment, reaper, servers
+from envbranch.branching import database, environment, reaper, schedule, servers
 from envbranch.branching.errors import Transient, Waiting
 
 _registry = kopf.OperatorRegistry()
@@ -96,6 +96,17 @@ async def expire_environment(body: kopf.Body, spec: kopf.Spec, stopped: kopf.Dae
         if await stopped.wait(min(left, 10)):
             return
     await asyncio.to_thread(environment.expire_environment, dict(body), str(spec["ttl"]))
+
+
+@kopf.daemon(*ENVIRONMENTS, registry=_registry, cancellation_timeout=5,
+             when=lambda spec, **_: bool((spec.get("refresh") or {}).get("schedule")))
+async def schedule_refresh(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """spec.refresh.schedule: an asyncio task per scheduled Environment that asks for the refresh
+    when it is due (schedule.py); the refresh itself is the reconcile's."""
+    while not stopped.is_set():
+        wait = await asyncio.to_thread(schedule.tick, dict(body))
+        if await stopped.wait(wait):
+            return
 
 
 @kopf.on.probe(registry=_registry, id="executor")

@@ -96,6 +96,28 @@ def create_role(project: str, server: str, database: str, role: str, uid: str) -
     return password
 
 
+def hand_over(project: str, server: str, database: str, role: str, *, sealed: bool) -> None:
+    """Every object of `database` owned by the environment's role (a Template copy arrives owned by
+    the source's): for a sealed environment, with CONNECT granted to no role."""
+    engine.grant_ownership(connection.server_info(project, server), database, role, sealed=sealed)
+
+
+def find_refresh(project: str, server: str, names: tuple[str, ...], uid: str) -> dict[str, engine.refresh.Found]:
+    return engine.refresh.find(connection.server_info(project, server), names, uid)
+
+
+def swap(project: str, server: str, current: str, fresh: str, previous: str, uid: str) -> float:
+    return engine.refresh.swap(connection.server_info(project, server), current, fresh, previous, uid)
+
+
+def rename(project: str, server: str, name: str, to: str, uid: str) -> None:
+    engine.refresh.rename(connection.server_info(project, server), name, to, uid)
+
+
+def allow_connections(project: str, server: str, name: str) -> None:
+    engine.refresh.allow_connections(connection.server_info(project, server), name)
+
+
 def identify_cluster() -> str | None:
     """Tags written from now on carry this cluster's identity, and the reaper skips other clusters'."""
     cluster = kube_namespaces.cluster_uid()
