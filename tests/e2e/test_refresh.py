@@ -207,8 +207,9 @@ def test_a_refresh_whose_copy_fails_keeps_the_old_data_and_says_why(shop: Projec
     assert failed["phase"] == "Active" and "lastRefresh" not in failed
     assert _customers(uri) == 200
     db = status["database"]["name"]
-    wait_until(lambda: _leftovers(shop, db) == [], timeout=60, what="the partial copy to be dropped")
-    assert [e["name"] for e in shop.status("fragile")["inventory"] if e["kind"] == "Database"] == [db]
+    wait_until(lambda: _leftovers(shop, db) == [] and [e["name"] for e in shop.status("fragile")["inventory"]
+                                                       if e["kind"] == "Database"] == [db],
+               timeout=60, what="the partial copy to be dropped and forgotten")
     assert "RefreshFailed" in shop.event_reasons("fragile")
     # Readable again, the next token refreshes.
     _add_customers(shop, 2)

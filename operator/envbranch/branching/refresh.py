@@ -124,8 +124,9 @@ def _advance(run: Run, plan: Plan) -> None:
                 raise Transient(NAME, type(exc).__name__, errors.describe(exc)) from exc
             if isinstance(exc, StepFailed):
                 _fail(run, exc.reason, exc.message)
-                return
-            _failed_attempt(run, state, exc)
+            else:
+                _failed_attempt(run, state, exc)
+            return
     raise Transient(NAME, "RefreshUnsettled", "the refresh did not settle in one pass; trying again")
 
 
