@@ -8,7 +8,9 @@ bench/results.json, docs/bench-*.png and the README's Performance table.
 - P4 System mode at the large scale over the small scale;
 - P5 pgbench TPS on the source during online clones over idle, and source sessions terminated;
 - P6 concurrent branches over one branch; P7 operator peak RSS with many Environments and API
-  writes while idle; P8 PostgreSQL 18's reflink clone on an XFS loop file system.
+  writes while idle; P8 PostgreSQL 18's reflink clone on an XFS loop file system;
+- P9 apply → Ready of a Full branch of a sealed snapshot of a busy production, small and large; P10
+  the window in which a refresh in place cuts a branch's clients off (both on the XFS file system).
 
 Settings (environment): BENCH_SCALES (pgbench -s, default "1,67": about 23 MB and 1 GB),
 BENCH_REPEAT (default 3, the median is kept), BENCH_BRANCHES (20), BENCH_ENVIRONMENTS (500),
@@ -23,7 +25,7 @@ import os
 import sys
 from typing import Any
 
-from bench import cluster, engine, reflink, report
+from bench import cluster, engine, reflink, report, snapshots
 from bench.common import Bench, Settings, ratio
 from envbranch_testing.postgres import Postgres
 
@@ -86,6 +88,9 @@ def main() -> int:
     log("P8", results["P8"])
     if "error" in results["P8"]:
         results["notes"].append(f"P8 not measured: {results['P8']['error']}")
+    results.update(snapshots.measure(b, s.scales, s.repeat))
+    log("P9", results["P9"])
+    log("P10", results["P10"])
     results["summary"] = report.summary(results)
     save()
     results["plots"] = [str(p.relative_to(s.docs.parent)) if s.readme else p.name

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,15 @@ def _run(argv: list[str]) -> str | None:
     return None if out.returncode == 0 else f"`{' '.join(argv)}` failed: {(out.stderr or out.stdout).strip()}"
 
 
-def reflink_clone(b: Bench, scale: int) -> dict[str, Any]:
-    if not b.settings.reflink:
-        return {"skipped": "BENCH_REFLINK=0"}
+class NoReflink(Exception):
+    """No reflink file system can be made here; the message says why."""
+
+
+@contextmanager
+def xfs_mount() -> Iterator[Path]:
+    """An empty folder on a loop-mounted XFS (reflink=1), unmounted and removed afterwards."""
     if shutil.which("mkfs.xfs") is None:
-        return {"error": "mkfs.xfs is not installed (make bench installs Debian's xfsprogs)"}
+        raise NoReflink("mkfs.xfs is not installed (make bench installs Debian's xfsprogs)")
     work = Path(tempfile.mkdtemp(prefix="envbranch-reflink-"))
     image, mnt = work / "xfs.img", work / "mnt"
     mnt.mkdir()
@@ -38,13 +44,23 @@ def reflink_clone(b: Bench, scale: int) -> dict[str, Any]:
         error = _run(["mkfs.xfs", "-q", "-f", "-m", "reflink=1", str(image)]) or \
             _run(["mount", "-o", "loop", str(image), str(mnt)])
         if error:
-            return {"error": error}
+            raise NoReflink(error)
         try:
-            return _measure_on(b, scale, mnt / "pg")
+            yield mnt
         finally:
             _run(["umount", str(mnt)])
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def reflink_clone(b: Bench, scale: int) -> dict[str, Any]:
+    if not b.settings.reflink:
+        return {"skipped": "BENCH_REFLINK=0"}
+    try:
+        with xfs_mount() as mnt:
+            return _measure_on(b, scale, mnt / "pg")
+    except NoReflink as exc:
+        return {"error": str(exc)}
 
 
 def _measure_on(b: Bench, scale: int, base_dir: Path) -> dict[str, Any]:

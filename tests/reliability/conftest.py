@@ -140,3 +140,23 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("reliability numbers")
         for r in measured:
             terminalreporter.write_line(f"{r.test}: " + ", ".join(f"{k}: {v}" for k, v in r.numbers.items()))
+
+
+@pytest.fixture
+def side(project: Project) -> Iterator[Project]:
+    """A PostgreSQL server of its own (the session's is not disturbed) with a DatabaseServer `side` and
+    a root `side-root` adopting a ~130 MB database on it."""
+    with Postgres() as pg:
+        proj = Project(project.api, project.namespace, pg, server="side")
+        proj.create_server("side")
+        proj.wait_server_ready("side")
+        create_big_database(pg, "side_source", rows=40_000)
+        adopt_root(proj, "side-root", "side_source", server="side")
+        yield proj
+        # Nothing of this project may keep the operator busy once its server is gone.
+        for env in proj.custom.list_namespaced_custom_object("envbranch.io", "v1alpha1", proj.namespace,
+                                                             "environments")["items"]:
+            proj.delete_env(env["metadata"]["name"])
+            proj.wait_gone(env["metadata"]["name"])
+        proj.custom.delete_namespaced_custom_object("envbranch.io", "v1alpha1", proj.namespace, "databaseservers",
+                                                    "side")

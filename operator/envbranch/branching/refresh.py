@@ -23,7 +23,7 @@ from envbranch import settings
 from envbranch.api import common
 from envbranch.api.common import format_rfc3339, now_rfc3339, parse_rfc3339
 from envbranch.api.environment import DatabaseStatus, LastRefresh, Progress, RefreshStatus
-from envbranch.branching import copy_lane, database, errors
+from envbranch.branching import copy_lane, database, errors, hooks
 from envbranch.branching.errors import Invalid, StepFailed, Transient, Waiting
 from envbranch.branching.inventory import Entry, entries
 from envbranch.branching.run import Run
@@ -110,17 +110,18 @@ def _advance(run: Run, plan: Plan) -> None:
     for _ in range(8):
         state = run.status.refresh
         assert state is not None and state.database and state.previous
-        found = database.find_refresh(run.project, plan.server_name,
-                                      (plan.database, state.database, state.previous), run.uid)
-        action = next_action(state, plan.database, found)
+        action: Action | None = None
         try:
+            found = database.find_refresh(run.project, plan.server_name,
+                                          (plan.database, state.database, state.previous), run.uid)
+            action = next_action(state, plan.database, found)
             if _act(run, plan, state, action):
                 return
         except (Waiting, Transient):
             raise
         except Exception as exc:
             if action not in ("copy", "swap", "recopy", "lost"):
-                # The swap is done (or mended): what is left must finish, however long it takes.
+                # Looking, or the swap is done (or mended): that must finish, however long it takes.
                 raise Transient(NAME, type(exc).__name__, errors.describe(exc)) from exc
             if isinstance(exc, StepFailed):
                 _fail(run, exc.reason, exc.message)
@@ -182,8 +183,10 @@ def _swap(run: Run, plan: Plan, state: RefreshStatus) -> None:
         raise Waiting("RefreshGrace", f"ending the sessions of {plan.database} at {format_rfc3339(swap_at)}",
                       (swap_at - now).total_seconds())
     run.record(Entry("Database", state.previous, server=plan.server_name))
+    hooks.pause_point(run, "refresh-swap")
     cutoff = database.swap(run.project, plan.server_name, plan.database, state.database, state.previous, run.uid)
     run.write(refresh=state.model_copy(update={"cutoff_seconds": round(cutoff, 3)}))
+    hooks.pause_point(run, "refresh-swapped")
 
 
 def _finish(run: Run, plan: Plan, state: RefreshStatus) -> None:
