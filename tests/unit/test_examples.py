@@ -24,7 +24,8 @@ def _objects() -> dict[tuple[str, str], dict[str, Any]]:
 def test_every_object_the_demo_needs_is_in_examples() -> None:
     assert set(_objects()) == {("Namespace", "shop"), ("Secret", "main-admin"), ("DatabaseServer", "main"),
                                ("Environment", "production"), ("Environment", "staging"),
-                               ("Environment", "feature-x")}
+                               ("Environment", "feature-x"), ("Environment", "snapshot"),
+                               ("Environment", "pr-1234")}
 
 
 def test_the_server_lets_production_adopt_its_database() -> None:
