@@ -133,7 +133,8 @@ def test_access_is_immutable_and_refresh_is_for_branches(shop: Project) -> None:
 
 def test_refresh_on_demand_keeps_identity_brings_new_rows_and_children_survive(
         shop: Project, controlplane: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> None:
-    shop.apply_env("staging", {"source": "production", "mode": "Full"}, annotations={"envbranch.io/refresh": "t0"})
+    shop.apply_env("staging", {"source": "production", "mode": "Full", "ttl": "72h"},
+                   annotations={"envbranch.io/refresh": "t0"})
     status = shop.wait_phase("staging", "Active")
     assert status["refresh"] == {"token": "t0", "stage": "Done"}  # a token applied with it asks for nothing
     before = _secret(shop, "staging")
@@ -158,6 +159,7 @@ def test_refresh_on_demand_keeps_identity_brings_new_rows_and_children_survive(
     assert _customers(uri) == 207  # the same connection string, the new rows
     db = refreshed["database"]["name"]
     assert db == status["database"]["name"] and _leftovers(shop, db) == []
+    assert refreshed["expiresAt"] == status["expiresAt"] and refreshed["branchedAt"] == status["branchedAt"]
     assert sorted((t.kind, t.name) for t in shop.tagged(shop.uid("staging"))) == [
         ("database", db), ("role", engine.branch_role_name(shop.namespace, "staging"))]
     assert [e for e in refreshed["inventory"] if e["kind"] == "Database"] == [
