@@ -38,6 +38,8 @@ def reconcile_environment(body: dict[str, Any], retry: int) -> None:
                 run.write(conditions=run.conditions_with((common.CONDITION_READY, True, bad.reason, bad.message)))
                 return
             run.write(observed_generation=run.generation, expires_at=run.expires_at())
+        if run.status.access is None:  # Active since before status.access existed
+            run.write(access=run.spec.access or "Open")
         refresh.reconcile(run)
         return
     if phase == common.PHASE_FAILED:

@@ -185,6 +185,12 @@ def test_a_sealed_branch_has_no_login_no_secret_and_no_registration(world: World
     assert [e["kind"] for e in status["inventory"]] == ["Namespace", "Role", "Database"]
 
 
+def test_an_environment_active_from_before_is_shown_open(world: World) -> None:
+    world.add_env("old", status={"phase": "Active", "observedGeneration": 1})
+    world.reconcile("old")
+    assert world.status("old")["access"] == "Open"
+
+
 def _scheduled(world: World, cron: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
     world.add_env("nightly", {"source": "production", "mode": "Full", "refresh": {"schedule": cron}},
                   status={"phase": "Active", "branchedAt": "2030-01-01T00:00:00Z"}, annotations=annotations)
