@@ -157,11 +157,14 @@ class DatabaseStatus(Model):
 class RefreshStatus(Model):
     """The refresh under way or last acted on: what a restarted operator resumes from."""
 
-    token: str | None = Field(default=None, max_length=256,
-                              description="The envbranch.io/refresh value acted on.")
-    scheduled: str | None = Field(default=None, max_length=64,
+    token: str | None = Field(default=None, max_length=72,
+                              description="The envbranch.io/refresh value acted on (a longer one by its "
+                              "sha256).")
+    scheduled: str | None = Field(default=None, max_length=72,
                                   description="The scheduled time (spec.refresh.schedule) acted on.")
     stage: RefreshStage = Field(description="Copying, Copied (ready to swap), Done or Failed.")
+    trigger: str | None = Field(default=None, max_length=96, description="What asked for it: the token, or "
+                                "'scheduled <time>'.")
     database: str | None = Field(default=None, description="The new copy, built beside the current database.")
     previous: str | None = Field(default=None, description="The name the current database takes at the swap, "
                                  "until it is dropped.")
@@ -180,7 +183,7 @@ class LastRefresh(Model):
     """The last refresh that completed."""
 
     time: str = Field(json_schema_extra={"format": "date-time"}, description="When the swap happened.")
-    token: str = Field(max_length=256)
+    token: str = Field(max_length=96)
     strategy: str
     bytes: int
     seconds: float = Field(description="Copy and swap, from start to the swap.")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 from typing import Literal
 
 from envbranch import postgres as engine
@@ -35,10 +36,17 @@ MAX_COPY_ATTEMPTS = 5
 Action = Literal["copy", "recopy", "swap", "drop-previous", "finish", "promote", "restore", "lost"]
 
 
+def recorded(value: str | None, limit: int = 72) -> str | None:
+    """An annotation value as status records it: a value too long for status by its digest."""
+    if not value or len(value) <= limit:
+        return value or None
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
 def wanted(run: Run) -> tuple[str | None, str | None] | None:
     """The (annotation token, scheduled time) that asks for a refresh not yet acted on, or None."""
-    token = run.annotations.get(common.ANNOTATION_REFRESH) or None
-    scheduled = run.annotations.get(common.ANNOTATION_REFRESH_SCHEDULED) or None
+    token = recorded(run.annotations.get(common.ANNOTATION_REFRESH))
+    scheduled = recorded(run.annotations.get(common.ANNOTATION_REFRESH_SCHEDULED))
     state = run.status.refresh
     acted = (state.token, state.scheduled) if state else (None, None)
     if token in (None, acted[0]) and scheduled in (None, acted[1]):
@@ -92,11 +100,12 @@ def _begin(run: Run, trigger: tuple[str | None, str | None]) -> RefreshStatus | 
         run.write(refresh=state, conditions=run.conditions_with((
             common.CONDITION_REFRESHED, False, "NoSource", "only a branch (spec.source) can be refreshed")))
         return None
-    state = RefreshStatus(token=token, scheduled=scheduled, stage="Copying", started_at=now_rfc3339(),
-                          database=engine.refresh.beside(current, engine.refresh.FRESH_SUFFIX),
-                          previous=engine.refresh.beside(current, engine.refresh.PREVIOUS_SUFFIX))
     before = run.status.refresh
     by_schedule = scheduled is not None and scheduled != (before.scheduled if before else None)
+    state = RefreshStatus(token=token, scheduled=scheduled, stage="Copying", started_at=now_rfc3339(),
+                          trigger=f"scheduled {scheduled}" if by_schedule else token,
+                          database=engine.refresh.beside(current, engine.refresh.FRESH_SUFFIX),
+                          previous=engine.refresh.beside(current, engine.refresh.PREVIOUS_SUFFIX))
     why = f"spec.refresh.schedule ({scheduled})" if by_schedule else f"{common.ANNOTATION_REFRESH}={token}"
     run.record(Entry("Database", state.database or "", server=run.status.database.server))
     run.write(refresh=state, conditions=run.conditions_with((
@@ -193,8 +202,7 @@ def _finish(run: Run, plan: Plan, state: RefreshStatus) -> None:
     database.allow_connections(run.project, plan.server_name, plan.database)
     started = parse_rfc3339(state.started_at) if state.started_at else dt.datetime.now(dt.UTC)
     seconds = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 3)
-    token = state.token if state.token and state.scheduled is None else f"scheduled {state.scheduled}"
-    last = LastRefresh(time=now_rfc3339(), token=token or "", strategy=state.strategy or "",
+    last = LastRefresh(time=now_rfc3339(), token=state.trigger or "", strategy=state.strategy or "",
                        bytes=state.bytes or 0, seconds=seconds, cutoff_seconds=state.cutoff_seconds)
     current = run.status.database or DatabaseStatus(server=plan.server_name, name=plan.database)
     keep = [e.model() for e in entries(run.status) if not _beside(e, state)]

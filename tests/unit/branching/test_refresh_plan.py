@@ -165,6 +165,15 @@ def test_the_swap_waits_for_the_grace_period(staging: World, monkeypatch: pytest
     assert staging.status("staging")["refresh"]["stage"] == "Copied" and not staging.pg.swaps
 
 
+def test_a_token_too_long_for_status_is_recorded_by_its_digest(staging: World) -> None:
+    _ask(staging, "x" * 5000)
+    staging.reconcile("staging")
+    state = staging.status("staging")["refresh"]
+    assert state["stage"] == "Done" and state["token"].startswith("sha256:") and len(state["token"]) == 71
+    staging.reconcile("staging")
+    assert len(staging.pg.swaps) == 1
+
+
 def test_a_root_is_not_refreshed(world: World) -> None:
     world.add_env("production", annotations={"envbranch.io/refresh": "x"})
     world.reconcile("production")
@@ -208,6 +217,16 @@ def test_the_schedule_asks_for_a_refresh_when_due_and_catches_up_once(world: Wor
     assert world.status("nightly")["nextRefresh"] == "2030-01-05T03:00:00Z"
     run = Run(world.env("nightly"))
     assert refresh.wanted(run) == (None, "2030-01-04T03:00:00Z")
+
+
+def test_last_refresh_names_what_asked_for_it(staging: World) -> None:
+    annotations = staging.kube.objects[("environments", PROJECT, "staging")]["metadata"]["annotations"]
+    annotations["envbranch.io/refresh-scheduled"] = "2030-01-02T03:00:00Z"
+    staging.reconcile("staging")
+    assert staging.status("staging")["lastRefresh"]["token"] == "scheduled 2030-01-02T03:00:00Z"
+    annotations["envbranch.io/refresh"] = "by-hand"
+    staging.reconcile("staging")
+    assert staging.status("staging")["lastRefresh"]["token"] == "by-hand"
 
 
 def test_an_impossible_schedule_is_reported(world: World) -> None:
