@@ -86,6 +86,9 @@ def reconcile(run: Run) -> None:
             return
     try:
         plan = validate.plan(run)
+    except Waiting as wait:  # e.g. the server stopped: said where the refresh is reported
+        run.write(conditions=run.conditions_with((common.CONDITION_REFRESHED, False, wait.reason, wait.message)))
+        raise
     except Invalid as bad:
         _fail(run, bad.reason, bad.message)
         return
