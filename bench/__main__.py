@@ -11,6 +11,7 @@ bench/results.json, docs/bench-*.png and the README's Performance table.
   writes while idle; P8 PostgreSQL 18's reflink clone on an XFS loop file system;
 - P9 apply → Ready of a Full branch of a sealed snapshot of a busy production, small and large; P10
   the window in which a refresh in place cuts a branch's clients off (both on the XFS file system).
+- P11 a masked Dump's throughput over the unmasked Dump's (the large tables' text columns hashed).
 
 Settings (environment): BENCH_SCALES (pgbench -s, default "1,67": about 23 MB and 1 GB),
 BENCH_REPEAT (default 3, the median is kept), BENCH_BRANCHES (20), BENCH_ENVIRONMENTS (500),
@@ -25,7 +26,7 @@ import os
 import sys
 from typing import Any
 
-from bench import cluster, engine, reflink, report, snapshots
+from bench import cluster, engine, masking, reflink, report, snapshots
 from bench.common import Bench, Settings, ratio
 from envbranch_testing.postgres import Postgres
 
@@ -69,6 +70,8 @@ def main() -> int:
                                                     results["engine"][str(small)]["dump_system"])
         results["P5"] = engine.online_clone(b, engine.source_name(large), results["engine"][str(large)]["dump_full"])
         log("P5", results["P5"])
+        results["P11"] = masking.masked_dump(b, large)
+        log("P11", results["P11"])
         save()
         raw = {scale: results["engine"][str(scale)] for scale in s.scales}
         with cluster.cluster(b) as c:

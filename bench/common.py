@@ -61,7 +61,9 @@ class Bench:
 
     @property
     def admin(self) -> engine.Server:
-        return engine.Server(self.pg.host, self.pg.port, self.pg.admin.user, self.pg.admin.password)
+        # The server's CloneSupport: the reflink trial runs once, as in the operator, not in every timed clone.
+        return engine.Server(self.pg.host, self.pg.port, self.pg.admin.user, self.pg.admin.password,
+                             clone_support=self.pg.clone_support)
 
     @property
     def tools(self) -> ClientTools:

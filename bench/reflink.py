@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.common import Bench, median_time
 from envbranch import postgres as engine
-from envbranch.postgres.probe import file_copy_clone_works
+from envbranch.postgres.probe import clone_supported
 from envbranch_testing.postgres import Postgres
 
 IMAGE_BYTES = 8 * 1024**3  # sparse: only what PostgreSQL writes takes disk space
@@ -68,7 +68,7 @@ def _measure_on(b: Bench, scale: int, base_dir: Path) -> dict[str, Any]:
         on_xfs = Bench(pg, b.settings)
         size = on_xfs.create_pgbench("pgbench_reflink", scale)
         admin = on_xfs.admin
-        supported = file_copy_clone_works(admin)
+        supported = clone_supported(admin)  # tried now, kept for the timed clones
 
         def clone() -> None:  # the engine sets file_copy_method = clone where the probe says it works
             engine.clone_database(admin, "pgbench_reflink", admin, "bench_dst", mode="Full", strategy="Template",

@@ -26,6 +26,10 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("bad-strategy", {"source": "production", "mode": "Full", "database": {"strategy": "Fast"}},
      "spec.database.strategy"),
     ("bad-policy", {"deletionPolicy": "Keep"}, "spec.deletionPolicy"),
+    ("masking-on-system", {"source": "production", "mode": "System", "database": {"masking": "pii"}},
+     "spec.database.masking needs mode Full"),
+    ("personal-data-on-branch", {"source": "production", "mode": "Full", "personalData": True},
+     "spec.personalData is for root environments only"),
 ]
 
 # (case id, spec patch, message) for changes refused on a branch created with
@@ -35,6 +39,7 @@ IMMUTABLE_BRANCH_CHANGES: list[tuple[str, dict[str, Any], str]] = [
     ("change-source", {"source": "other"}, "spec.source is immutable"),
     ("change-copy", {"copy": {"fileProviders": True}}, "spec.copy is immutable"),
     ("change-database", {"database": {"strategy": "Dump"}}, "spec.database is immutable"),
+    ("add-masking", {"database": {"masking": "pii"}}, "spec.database is immutable"),
 ]
 
 # Who is bound to what in a permissions test namespace.

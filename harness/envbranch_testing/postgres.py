@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from envbranch.postgres.probe import CloneSupport
 from envbranch.postgres.tools import ClientTools, embedded_bin_dir, find_client_tools
 from envbranch_testing.certs import CertificateAuthority, KeyPair
 from envbranch_testing.processes import ManagedProcess, free_port, unprivileged_user, wait_until
@@ -120,6 +121,8 @@ class Postgres:
         self.port = 0
         self.superuser = Role(SUPERUSER, secrets.token_urlsafe(24))
         self.admin = Role(ADMIN_USER, secrets.token_urlsafe(24))
+        # The reflink-clone trial, once for this server, as the operator's context keeps it.
+        self.clone_support = CloneSupport()
         self.user = unprivileged_user()
         self.process: ManagedProcess | None = None
         self.version_num = 0

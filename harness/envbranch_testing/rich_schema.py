@@ -77,4 +77,4 @@ TABLES = ["people", "billing.invoices", "events_2025", "events_2026", '"MixedCas
 
 
 def admin_server(pg: Postgres) -> engine.Server:
-    return engine.Server(pg.host, pg.port, pg.admin.user, pg.admin.password)
+    return engine.Server(pg.host, pg.port, pg.admin.user, pg.admin.password, clone_support=pg.clone_support)

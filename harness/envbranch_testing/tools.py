@@ -173,11 +173,10 @@ def argocd_health(obj: dict[str, Any]) -> dict[str, str]:
     return {"status": str(result["status"]), "message": str(result["message"] or "")}
 
 
-def argocd_health_gopher(objs: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The same health scripts on gopher-lua, the VM Argo CD embeds, with Argo CD's setup (only the
-    package, base, table and a safe os library; integers as Kubernetes' unstructured objects hold
-    them; an unknown status becomes Unknown): hack/argocd-health, built from Go modules and cached.
-    One result per object: {status, message} or {error}."""
+def argocd_health_upstream(objs: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The same health scripts run by Argo CD's own code (util/lua VM.ExecuteHealthLua of
+    github.com/argoproj/argo-cd/v3, on gopher-lua): hack/argocd-health, built from Go modules and
+    cached. One result per object: {status, message} or {error}."""
     binary = run_build_script(ARGOCD_HEALTH_BUILD, "hack/argocd-health") / "argocd-health"
     results: list[dict[str, str]] = [{} for _ in objs]
     for kind, script in HEALTH_SCRIPTS.items():

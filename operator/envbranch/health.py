@@ -61,16 +61,3 @@ class TrackedExecutor(concurrent.futures.ThreadPoolExecutor):
             return (f"no handler started or finished for {idle:.0f} s with {running} of {self.workers} "
                     f"threads busy and {queued} queued")
         return None
-
-
-_executor: TrackedExecutor | None = None
-
-
-def executor(max_workers: int) -> TrackedExecutor:
-    global _executor
-    _executor = TrackedExecutor(max_workers)
-    return _executor
-
-
-def current() -> TrackedExecutor | None:
-    return _executor

@@ -39,14 +39,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     import kopf
 
     opts = parse_args(argv)
-    settings.configure(opts)
     # Kopf's own logging setup, so its records and ours share one format (JSON for log shippers).
     kopf.configure(log_format=kopf.LogFormat.JSON if opts.json_logs else kopf.LogFormat.FULL)
     logging.getLogger("envbranch").setLevel(logging.INFO)
-    from envbranch import handlers  # registers the handlers with Kopf's default registry
+    from envbranch import handlers
+    from envbranch.branching.context import OperatorContext
 
+    ctx = OperatorContext.build(opts)  # the operator's one state object, handed to every handler
     kopf.run(
-        registry=handlers.registry(),
+        registry=handlers.registry(ctx),
         standalone=opts.standalone,
         peering_name=None if opts.standalone else opts.peering_name,
         clusterwide=not opts.namespaces,

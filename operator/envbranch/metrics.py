@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter as Tally
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from envbranch.branching.context import OperatorContext
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +25,12 @@ REAPER_PASSES = Counter("envbranch_reaper_passes_total", "Orphan reaper passes o
                         "skipped: a DatabaseServer's timer fired when that server had been reaped this interval",
                         ["server", "result"])
 
-_started = threading.Event()
-
 
 class EnvironmentsByPhase(Collector):
     """envbranch_environments{phase}: counted from the API at scrape time, so it is never stale."""
+
+    def __init__(self, ctx: OperatorContext) -> None:
+        self.ctx = ctx
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from envbranch.kube import resources
@@ -34,7 +38,7 @@ class EnvironmentsByPhase(Collector):
         gauge = GaugeMetricFamily("envbranch_environments", "Environments by phase", labels=["phase"])
         try:
             phases = Tally((e.get("status") or {}).get("phase") or "Pending"
-                           for e in resources.list_in(resources.ENVIRONMENTS))
+                           for e in resources.list_in(self.ctx.kube, resources.ENVIRONMENTS))
         except Exception as exc:  # a scrape must not fail because the API hiccupped
             log.warning("could not count environments: %s", type(exc).__name__)
             return
@@ -47,28 +51,26 @@ class Occupancy(Collector):
     """envbranch_handler_threads{state} and envbranch_copies{state}: the handler executor's and the
     copy lane's load, read at scrape time (a full executor with work queued is what liveness watches)."""
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        from envbranch import health
-        from envbranch.branching.copy_lane import LANE
+    def __init__(self, ctx: OperatorContext) -> None:
+        self.ctx = ctx
 
-        executor = health.current()
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        executor, lane = self.ctx.executor, self.ctx.copy_lane
         threads = GaugeMetricFamily("envbranch_handler_threads", "Handler executor threads and queued handler "
                                     "calls", labels=["state"])
-        if executor is not None:
-            running, queued, _ = executor.snapshot()
-            for state, value in (("busy", running), ("queued", queued), ("size", executor.workers)):
-                threads.add_metric([state], value)
+        running, queued, _ = executor.snapshot()
+        for state, value in (("busy", running), ("queued", queued), ("size", executor.workers)):
+            threads.add_metric([state], value)
         yield threads
         copies = GaugeMetricFamily("envbranch_copies", "Long copies in the copy lane", labels=["state"])
-        running, queued = LANE.stats()
-        for state, value in (("running", running), ("queued", queued), ("slots", LANE.slots)):
+        running, queued = lane.stats()
+        for state, value in (("running", running), ("queued", queued), ("slots", lane.slots)):
             copies.add_metric([state], value)
         yield copies
 
 
-def serve(port: int) -> None:
-    if not _started.is_set():
-        REGISTRY.register(EnvironmentsByPhase())
-        REGISTRY.register(Occupancy())
-        start_http_server(port, addr="0.0.0.0")  # noqa: S104 - scraped from outside the Pod
-        _started.set()
+def serve(ctx: OperatorContext, port: int) -> None:
+    """Once per process (the operator's start-up): the gauges read `ctx` at scrape time."""
+    REGISTRY.register(EnvironmentsByPhase(ctx))
+    REGISTRY.register(Occupancy(ctx))
+    start_http_server(port, addr="0.0.0.0")  # noqa: S104 - scraped from outside the Pod

@@ -31,10 +31,3 @@ class OperatorSettings:
     # Test-only: honour the envbranch.io/inject-fault annotation (never set in production).
     fault_injection: bool = field(default_factory=lambda: os.environ.get("ENVBRANCH_FAULT_INJECTION") == "1")
 
-
-current = OperatorSettings()
-
-
-def configure(new: OperatorSettings) -> None:
-    global current
-    current = new

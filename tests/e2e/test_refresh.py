@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 
 from envbranch import postgres as engine
 from envbranch.cli.main import app
-from envbranch.kube import client as kube
 from envbranch_testing.controlplane import ControlPlane
 from envbranch_testing.postgres import Role
 from envbranch_testing.processes import wait_until
@@ -167,13 +166,9 @@ def test_refresh_on_demand_keeps_identity_brings_new_rows_and_children_survive(
     assert shop.status("child")["phase"] == "Active" and shop.status("child")["database"] == child["database"]
     assert _customers(_uri(_secret(shop, "child"))) == 201
     # The CLI asks for one the same way, and waits for it.
-    monkeypatch.setenv("KUBECONFIG", str(controlplane.kubeconfig))
-    kube._client = None
-    try:
-        _add_customers(shop, 3)
-        result = CliRunner().invoke(app, ["refresh", "staging", "-n", shop.namespace, "--wait", "--timeout", "180"])
-    finally:
-        kube._client = None
+    monkeypatch.setenv("KUBECONFIG", str(controlplane.kubeconfig))  # each command builds its client from it
+    _add_customers(shop, 3)
+    result = CliRunner().invoke(app, ["refresh", "staging", "-n", shop.namespace, "--wait", "--timeout", "180"])
     assert result.exit_code == 0, result.output
     assert "staging refreshed" in result.output and _customers(uri) == 210
 

@@ -9,6 +9,8 @@ from typing import Any
 import yaml
 
 from envbranch.api.databaseserver import DatabaseServerSpec
+from envbranch.api.maskingpolicy import MaskingPolicySpec
+from envbranch.postgres.masking import MIN_KEY_BYTES
 from envbranch_testing.demo import EXAMPLES, SERVER_EXAMPLE
 
 
@@ -24,8 +26,20 @@ def _objects() -> dict[tuple[str, str], dict[str, Any]]:
 def test_every_object_the_demo_needs_is_in_examples() -> None:
     assert set(_objects()) == {("Namespace", "shop"), ("Secret", "main-admin"), ("DatabaseServer", "main"),
                                ("Environment", "production"), ("Environment", "staging"),
-                               ("Environment", "feature-x"), ("Environment", "snapshot"),
+                               ("Environment", "feature-x"), ("Secret", "masking-key"), ("MaskingPolicy", "pii"),
+                               ("Environment", "qa-masked"), ("Environment", "snapshot"),
                                ("Environment", "pr-1234")}
+
+
+def test_the_masked_branch_names_a_policy_whose_key_is_a_placeholder() -> None:
+    objs = _objects()
+    policy = MaskingPolicySpec.model_validate(objs[("MaskingPolicy", "pii")]["spec"])
+    branch = objs[("Environment", "qa-masked")]["spec"]
+    assert branch["mode"] == "Full" and branch["database"]["masking"] == "pii"
+    key = objs[("Secret", policy.key_secret_ref.name)]["stringData"][policy.key_secret_ref.key]
+    assert key.startswith("change-me") and len(key) >= MIN_KEY_BYTES
+    # The shop's personal columns (customers.email, customers.name) are covered.
+    assert {(r.table, r.column) for r in policy.rules} == {("customers", "email"), ("customers", "name")}
 
 
 def test_the_server_lets_production_adopt_its_database() -> None:

@@ -38,6 +38,7 @@ CONDITION_DATABASE_READY = "DatabaseReady"
 CONDITION_CREDENTIALS_READY = "CredentialsReady"
 CONDITION_CONFIG_COPIED = "ConfigCopied"
 CONDITION_REFRESHED = "Refreshed"
+CONDITION_DATA_MASKED = "DataMasked"
 
 PHASE_PENDING = "Pending"
 PHASE_BRANCHING = "Branching"
@@ -48,6 +49,7 @@ PHASE_DELETING = "Deleting"
 # Resource plurals, and the names of what an environment makes.
 ENVIRONMENTS = "environments"
 DATABASESERVERS = "databaseservers"
+MASKINGPOLICIES = "maskingpolicies"
 REGISTRATION_CONFIGMAP = "envbranch-environment"
 
 

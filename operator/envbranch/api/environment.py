@@ -61,6 +61,10 @@ class EnvironmentDatabase(Model):
                                "Template (CREATE DATABASE ... TEMPLATE) or Dump (online logical copy).")
     name: str | None = Field(default=None, min_length=1, max_length=63,
                              description="Roots only: the existing PostgreSQL database to adopt.")
+    masking: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL,
+                                description="Full branches: the MaskingPolicy (same namespace) whose rules mask "
+                                "the rows while the source reads them; from an unmasked source that is "
+                                "always a Dump.")
 
 
 class RefreshSpec(Model):
@@ -100,6 +104,10 @@ SPEC_RULES = [
         "spec.refresh needs spec.source: a root environment has nothing to refresh from"),
     cel("!has(self.access) || self.access == 'Open' || has(self.source)",
         "spec.access Sealed is for branches (spec.source set): a root's database serves its applications"),
+    cel("!has(self.database) || !has(self.database.masking) || (has(self.mode) && self.mode == 'Full')",
+        "spec.database.masking needs mode Full: a System branch copies no rows"),
+    cel("!has(self.source) || !has(self.personalData)",
+        "spec.personalData is for root environments only: a branch inherits it from its source"),
 ]
 
 
@@ -129,6 +137,10 @@ class EnvironmentSpec(Model):
                                         "the source on a schedule, keeping role, password, Secret and children.")
     ttl: str | None = Field(default=None, max_length=32, pattern=TTL_PATTERN,
                             description="Delete the environment this long after creation, e.g. 72h, 90m, 7d.")
+    personal_data: bool | None = Field(
+        default=None, description="Roots only, project owners only: the database holds personal data, so "
+        "every Full branch of it (and of its unmasked Full branches) needs spec.database.masking "
+        "(MaskingRequired).")
     deletion_policy: DeletionPolicy | None = Field(
         default=None, description="Delete drops the database and role and deletes the namespace; Retain keeps "
         "them. Default: Retain for roots that adopt a namespace or database, Delete otherwise.")
@@ -189,6 +201,11 @@ class LastRefresh(Model):
     seconds: float = Field(description="Copy and swap, from start to the swap.")
     cutoff_seconds: float | None = Field(default=None, description="How long the database's clients were cut "
                                          "off: from ending their sessions to the renamed copy accepting them.")
+class MaskingStatus(Model):
+    policy: str = Field(description="The MaskingPolicy the rows were masked with.")
+    columns: int = Field(ge=0, description="How many columns were masked.")
+    inherited: bool | None = Field(default=None, description="The source was masked already: its masked rows "
+                                   "were copied as they are.")
 
 
 class CopiedCounts(Model):
@@ -236,6 +253,7 @@ class EnvironmentStatus(Model):
     namespace: str | None = None
     database: DatabaseStatus | None = None
     credentials_secret: str | None = None
+    masking: MaskingStatus | None = Field(default=None, description="Which policy masked the data, never the key.")
     copied: CopiedCounts | None = None
     skipped: list[SkippedObject] | None = None
     rotations: list[Rotation] | None = None

@@ -15,6 +15,7 @@ from typing import Any
 
 from envbranch.api import common
 from envbranch.kube import configuration
+from envbranch.kube.client import KubeClient
 from envbranch.kube.configuration import Kind
 
 CATEGORY_LABEL = common.LABEL_CATEGORY
@@ -98,7 +99,7 @@ class CopyReport:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
-def planned_copies(source_namespace: str, flags: dict[str, bool]) -> tuple[
+def planned_copies(kube: KubeClient, source_namespace: str, flags: dict[str, bool]) -> tuple[
         list[tuple[Kind, dict[str, Any], str]], list[tuple[Kind, dict[str, Any]]]]:
     """(what to copy: kind, object, category; auth providers found, never copied)."""
     wanted = sorted(cat for cat, flag in CATEGORY_FLAGS.items() if flags.get(flag))
@@ -107,9 +108,9 @@ def planned_copies(source_namespace: str, flags: dict[str, bool]) -> tuple[
     for kind in KINDS:
         if wanted:
             selector = f"{CATEGORY_LABEL} in ({','.join(wanted)})"
-            for obj in configuration.list_labelled(kind, source_namespace, selector):
+            for obj in configuration.list_labelled(kube, kind, source_namespace, selector):
                 to_copy.append((kind, obj, obj["metadata"]["labels"][CATEGORY_LABEL]))
-        for obj in configuration.list_labelled(kind, source_namespace, f"{CATEGORY_LABEL}={NEVER_COPIED}"):
+        for obj in configuration.list_labelled(kube, kind, source_namespace, f"{CATEGORY_LABEL}={NEVER_COPIED}"):
             never.append((kind, obj))
     to_copy.sort(key=lambda t: (t[2], t[0], t[1]["metadata"]["name"]))
     return to_copy, never

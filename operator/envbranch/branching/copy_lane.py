@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from envbranch import settings
 from envbranch.branching.errors import Cancelled
 
 State = Literal["queued", "running", "done"]
@@ -44,7 +43,9 @@ class CopyJob:
 
 
 class CopyLane:
-    def __init__(self, slots: int | None = None) -> None:
+    """The operator's lane (its context holds it): `slots` copies at once (--copy-concurrency)."""
+
+    def __init__(self, slots: int) -> None:
         self._slots = slots
         self._jobs: dict[str, CopyJob] = {}
         self._queue: queue.Queue[CopyJob] = queue.Queue()
@@ -53,7 +54,7 @@ class CopyLane:
 
     @property
     def slots(self) -> int:
-        return max(1, self._slots if self._slots is not None else settings.current.copy_concurrency)
+        return max(1, self._slots)
 
     def submit(self, key: str, work: Callable[[], dict[str, Any]]) -> CopyJob:
         with self._lock:
@@ -115,6 +116,3 @@ class CopyLane:
                 with self._lock:
                     job.state = "done"
                 job.finished.set()
-
-
-LANE = CopyLane()

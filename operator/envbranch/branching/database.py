@@ -5,13 +5,15 @@ plain dicts for status."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envbranch import postgres as engine
 from envbranch.api.environment import Mode, Strategy
 from envbranch.branching import connection
 from envbranch.branching.errors import StepFailed
-from envbranch.kube import namespaces as kube_namespaces
+
+if TYPE_CHECKING:
+    from envbranch.branching.context import OperatorContext
 
 branch_database_name = engine.branch_database_name
 branch_role_name = engine.branch_role_name
@@ -21,11 +23,11 @@ def _result(result: engine.CloneResult) -> dict[str, Any]:
     return {"strategy": result.strategy, "bytes": result.bytes, "seconds": result.seconds}
 
 
-def clone(project: str, *, source_server: str, source_database: str, server: str, database: str, mode: Mode,
-          strategy: Strategy, uid: str, progress: Callable[[str, int], None], owner: str | None = None,
-          dump: bool = True) -> dict[str, Any]:
-    source = connection.server_info(project, source_server)
-    target = source if server == source_server else connection.server_info(project, server)
+def clone(ctx: OperatorContext, project: str, *, source_server: str, source_database: str, server: str,
+          database: str, mode: Mode, strategy: Strategy, uid: str, progress: Callable[[str, int], None],
+          owner: str | None = None, dump: bool = True, masking: engine.Masking | None = None) -> dict[str, Any]:
+    source = connection.server_info(ctx, project, source_server)
+    target = source if server == source_server else connection.server_info(ctx, project, server)
     with target.connect() as conn:
         if engine.tags.database_exists(conn, database):
             if engine.tags.database_uid(conn, database) != uid:
@@ -35,12 +37,13 @@ def clone(project: str, *, source_server: str, source_database: str, server: str
             engine.drop_database(target, database, uid)
     result = engine.clone_database(source, source_database, target, database, mode=mode,
                                    strategy=strategy, uid=uid, progress=progress,
-                                   owner=owner, dump=dump)
+                                   owner=owner, dump=dump, masking=masking)
     return _result(result)
 
 
-def create_empty(project: str, server: str, database: str, uid: str, owner: str | None = None) -> dict[str, Any]:
-    target = connection.server_info(project, server)
+def create_empty(ctx: OperatorContext, project: str, server: str, database: str, uid: str,
+                 owner: str | None = None) -> dict[str, Any]:
+    target = connection.server_info(ctx, project, server)
     with target.connect() as conn:
         if engine.tags.database_exists(conn, database) and engine.tags.database_uid(conn, database) != uid:
             raise StepFailed("database", "DatabaseConflict", f"database {database} already exists on {server} "
@@ -48,28 +51,28 @@ def create_empty(project: str, server: str, database: str, uid: str, owner: str 
     return _result(engine.create_empty_database(target, database, uid, owner))
 
 
-def require_database(project: str, server: str, database: str) -> None:
-    with connection.server_info(project, server).connect() as conn:
+def require_database(ctx: OperatorContext, project: str, server: str, database: str) -> None:
+    with connection.server_info(ctx, project, server).connect() as conn:
         if not engine.tags.database_exists(conn, database):
             raise StepFailed("database", "DatabaseNotFound", f"database {database!r} to adopt does not exist "
                              f"on {server}")
 
 
-def tagged_uid(project: str, server: str, database: str) -> str | None:
-    with connection.server_info(project, server).connect() as conn:
+def tagged_uid(ctx: OperatorContext, project: str, server: str, database: str) -> str | None:
+    with connection.server_info(ctx, project, server).connect() as conn:
         return engine.tags.database_uid(conn, database)
 
 
-def public_can_connect(project: str, server: str, database: str) -> bool:
-    return engine.public_can_connect(connection.server_info(project, server), database)
+def public_can_connect(ctx: OperatorContext, project: str, server: str, database: str) -> bool:
+    return engine.public_can_connect(connection.server_info(ctx, project, server), database)
 
 
-def untag(project: str, server: str, kind: str, name: str, uid: str) -> None:
-    engine.untag(connection.server_info(project, server), kind, name, uid)
+def untag(ctx: OperatorContext, project: str, server: str, kind: str, name: str, uid: str) -> None:
+    engine.untag(connection.server_info(ctx, project, server), kind, name, uid)
 
 
-def role_exists(project: str, server: str, role: str) -> bool:
-    with connection.server_info(project, server).connect() as conn:
+def role_exists(ctx: OperatorContext, project: str, server: str, role: str) -> bool:
+    with connection.server_info(ctx, project, server).connect() as conn:
         return engine.tags.role_exists(conn, role)
 
 
@@ -80,62 +83,57 @@ def _require_role_free(target: engine.Server, server: str, role: str, uid: str, 
                              "this environment's")
 
 
-def create_owner_role(project: str, server: str, role: str, uid: str) -> None:
+def create_owner_role(ctx: OperatorContext, project: str, server: str, role: str, uid: str) -> None:
     """The branch role, tagged, before its database exists: the database is created owned by it."""
-    target = connection.server_info(project, server)
+    target = connection.server_info(ctx, project, server)
     _require_role_free(target, server, role, uid, "database")
     engine.create_owner_role(target, role, uid)
 
 
-def create_role(project: str, server: str, database: str, role: str, uid: str) -> str:
+def create_role(ctx: OperatorContext, project: str, server: str, database: str, role: str, uid: str) -> str:
     """The branch's LOGIN role, owner of its database; returns the new password (never logged)."""
-    target = connection.server_info(project, server)
+    target = connection.server_info(ctx, project, server)
     _require_role_free(target, server, role, uid, "credentials")
     password = engine.create_branch_role(target, role, uid)
     engine.grant_ownership(target, database, role)
     return password
 
 
-def hand_over(project: str, server: str, database: str, role: str, *, sealed: bool) -> None:
+def hand_over(ctx: OperatorContext, project: str, server: str, database: str, role: str, *, sealed: bool) -> None:
     """Every object of `database` owned by the environment's role (a Template copy arrives owned by
     the source's): for a sealed environment, with CONNECT granted to no role."""
-    engine.grant_ownership(connection.server_info(project, server), database, role, sealed=sealed)
+    engine.grant_ownership(connection.server_info(ctx, project, server), database, role, sealed=sealed)
 
 
-def find_refresh(project: str, server: str, names: tuple[str, ...], uid: str) -> dict[str, engine.refresh.Found]:
-    return engine.refresh.find(connection.server_info(project, server), names, uid)
+def find_refresh(ctx: OperatorContext, project: str, server: str, names: tuple[str, ...],
+                 uid: str) -> dict[str, engine.refresh.Found]:
+    return engine.refresh.find(connection.server_info(ctx, project, server), names, uid)
 
 
-def swap(project: str, server: str, current: str, fresh: str, previous: str, uid: str) -> float:
-    return engine.refresh.swap(connection.server_info(project, server), current, fresh, previous, uid)
+def swap(ctx: OperatorContext, project: str, server: str, current: str, fresh: str, previous: str,
+         uid: str) -> float:
+    return engine.refresh.swap(connection.server_info(ctx, project, server), current, fresh, previous, uid)
 
 
-def rename(project: str, server: str, name: str, to: str, uid: str) -> None:
-    engine.refresh.rename(connection.server_info(project, server), name, to, uid)
+def rename(ctx: OperatorContext, project: str, server: str, name: str, to: str, uid: str) -> None:
+    engine.refresh.rename(connection.server_info(ctx, project, server), name, to, uid)
 
 
-def allow_connections(project: str, server: str, name: str) -> None:
-    engine.refresh.allow_connections(connection.server_info(project, server), name)
+def allow_connections(ctx: OperatorContext, project: str, server: str, name: str) -> None:
+    engine.refresh.allow_connections(connection.server_info(ctx, project, server), name)
 
 
-def identify_cluster() -> str | None:
-    """Tags written from now on carry this cluster's identity, and the reaper skips other clusters'."""
-    cluster = kube_namespaces.cluster_uid()
-    engine.set_cluster(cluster)
-    return cluster
-
-
-def find_tagged(project: str, server: str) -> list[tuple[str, str, str]]:
+def find_tagged(ctx: OperatorContext, project: str, server: str) -> list[tuple[str, str, str]]:
     """This cluster's tagged databases and roles (another cluster's are never ours to reap)."""
-    tagged = engine.find_tagged(connection.server_info(project, server))
-    return [(t.kind, t.name, t.uid) for t in tagged if not t.foreign]
+    target = connection.server_info(ctx, project, server)
+    return [(t.kind, t.name, t.uid) for t in engine.find_tagged(target) if not t.foreign_to(target.cluster)]
 
 
-def drop_database(project: str, server: str, name: str, uid: str) -> None:
-    engine.drop_database(connection.server_info(project, server), name, uid)
+def drop_database(ctx: OperatorContext, project: str, server: str, name: str, uid: str) -> None:
+    engine.drop_database(connection.server_info(ctx, project, server), name, uid)
 
 
-def drop_role(project: str, server: str, name: str, uid: str) -> None:
-    engine.drop_role(connection.server_info(project, server), name, uid)
+def drop_role(ctx: OperatorContext, project: str, server: str, name: str, uid: str) -> None:
+    engine.drop_role(connection.server_info(ctx, project, server), name, uid)
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from envbranch.api import common
 from envbranch.api.environment import expiry
-from envbranch.branching import copy_lane, database, driver, refresh, watch
+from envbranch.branching import database, driver, refresh, watch
+from envbranch.branching.context import OperatorContext
 from envbranch.branching.errors import Invalid, Waiting
 from envbranch.branching.inventory import entries
 from envbranch.branching.removal import remove_inventory
@@ -23,9 +24,9 @@ from envbranch.branching.steps import validate
 from envbranch.kube import events, resources
 
 
-def reconcile_environment(body: dict[str, Any], retry: int) -> None:
+def reconcile_environment(ctx: OperatorContext, body: dict[str, Any], retry: int) -> None:
     """Create, resume and update all land here; an Active, observed object is left alone."""
-    run = Run(body)
+    run = Run(ctx, body)
     phase = run.status.phase
     observed = run.status.observed_generation == run.generation
     if phase == common.PHASE_ACTIVE:
@@ -54,15 +55,15 @@ def reconcile_environment(body: dict[str, Any], retry: int) -> None:
     driver.branch(run, retry)
 
 
-def delete_environment(body: dict[str, Any]) -> None:
+def delete_environment(ctx: OperatorContext, body: dict[str, Any]) -> None:
     """The finalizer: with Delete, remove what this environment created and wait until it is gone."""
-    run = Run(body)
+    run = Run(ctx, body)
     stop_copy(run)
     if run.spec.effective_deletion_policy() == "Retain" and run.status.branched_at:
         # Kept databases and roles lose our tag, or the reaper would take them for orphans.
         for entry in entries(run.status):
             if entry.kind in ("Database", "Role") and entry.server:
-                database.untag(run.project, entry.server, entry.kind.lower(), entry.name, run.uid)
+                database.untag(ctx, run.project, entry.server, entry.kind.lower(), entry.name, run.uid)
         run.event("Retained", "deletionPolicy Retain: the database, role and namespace are kept")
         return
     # With Retain, an environment that never became Active has nothing worth keeping: its partial
@@ -77,17 +78,18 @@ def delete_environment(body: dict[str, Any]) -> None:
 def stop_copy(run: Run) -> None:
     """A copy still in the lane is cut off (its branch database dropped, tagged ours) and waited for:
     the removal must not race a copy that is still writing."""
-    job = copy_lane.LANE.cancel(run.uid)
+    lane = run.ctx.copy_lane
+    job = lane.cancel(run.uid)
     if job is None:
         return
     if not job.done:
         run.event("Cancelled", "the Environment is being deleted: the copy under way is stopped")
         for entry in entries(run.status):
             if entry.kind == "Database" and entry.server:
-                watch.cut_off_copy(run.project, entry.server, entry.name, run.uid)
+                watch.cut_off_copy(run, entry.server, entry.name)
         if not job.finished.wait(5):
             raise Waiting("StoppingCopy", "waiting for the copy under way to stop", 1)
-    copy_lane.LANE.forget(run.uid)
+    lane.forget(run.uid)
 
 
 def seconds_left(body: dict[str, Any], ttl: str) -> float:
@@ -95,7 +97,7 @@ def seconds_left(body: dict[str, Any], ttl: str) -> float:
     return (expiry(body["metadata"]["creationTimestamp"], ttl) - dt.datetime.now(dt.UTC)).total_seconds()
 
 
-def expire_environment(body: dict[str, Any], ttl: str) -> None:
+def expire_environment(ctx: OperatorContext, body: dict[str, Any], ttl: str) -> None:
     """The ttl has passed: delete the Environment (its finalizer removes what it made)."""
-    events.emit(body, "Expired", f"ttl {ttl} has passed: deleting the environment")
-    resources.delete(resources.ENVIRONMENTS, body["metadata"]["namespace"], body["metadata"]["name"])
+    events.emit(ctx.kube, body, "Expired", f"ttl {ttl} has passed: deleting the environment")
+    resources.delete(ctx.kube, resources.ENVIRONMENTS, body["metadata"]["namespace"], body["metadata"]["name"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from envbranch import metrics, settings
+from envbranch import metrics
 from envbranch.api import common
 from envbranch.branching.errors import StepFailed
 from envbranch.branching.run import Run
@@ -13,19 +13,19 @@ from envbranch.kube import resources
 
 def inject_fault(run: Run, step: str) -> None:
     """Test-only: fail at a named step when the operator runs with fault injection on."""
-    if settings.current.fault_injection and run.annotations.get(common.ANNOTATION_INJECT_FAULT) == step:
+    if run.ctx.settings.fault_injection and run.annotations.get(common.ANNOTATION_INJECT_FAULT) == step:
         raise StepFailed(step, "InjectedFault", f"fault injected at step {step} (test switch)")
 
 
 def pause_point(run: Run, step: str) -> None:
     """Test-only: hold at a named step until the pause annotation is removed, so a test can kill the
     operator at an exact step boundary."""
-    if not settings.current.fault_injection or run.annotations.get(common.ANNOTATION_INJECT_PAUSE) != step:
+    if not run.ctx.settings.fault_injection or run.annotations.get(common.ANNOTATION_INJECT_PAUSE) != step:
         return
     run.write()  # the step's progress, so the test sees where it paused
     run.event("Paused", f"paused at step {step} (test switch)")
     while True:
-        body = resources.get(resources.ENVIRONMENTS, run.project, run.name)
+        body = resources.get(run.ctx.kube, resources.ENVIRONMENTS, run.project, run.name)
         annotations = (body or {}).get("metadata", {}).get("annotations") or {}
         if annotations.get(common.ANNOTATION_INJECT_PAUSE) != step or run.cancelled:
             return

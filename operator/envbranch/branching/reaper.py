@@ -5,68 +5,92 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envbranch import metrics, settings
+from envbranch import metrics
 from envbranch.branching import database, errors
 from envbranch.kube import events, resources
 
+if TYPE_CHECKING:
+    from envbranch.branching.context import OperatorContext
+
 log = logging.getLogger(__name__)
 
-_first_seen: dict[tuple[str, int, str, str], float] = {}
-# Many DatabaseServers (one per project) often name the same PostgreSQL: reap each physical server
-# once per interval, not once per DatabaseServer.
-_last_reaped: dict[tuple[str, int], float] = {}
-_lock = threading.Lock()
+Physical = tuple[str, int]                    # host, port of a PostgreSQL server
+OrphanKey = tuple[str, int, str, str]         # host, port, kind, name
 
 
-def _physical(server_body: dict[str, Any]) -> tuple[str, int]:
+class ReaperState:
+    """What the reaper remembers between passes: when each orphan was first seen, and when each
+    physical server was last reaped. Many DatabaseServers (one per project) often name the same
+    PostgreSQL: each physical server is reaped once per interval, not once per DatabaseServer."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._first_seen: dict[OrphanKey, float] = {}
+        self._last_reaped: dict[Physical, float] = {}
+
+    def due(self, server: Physical, now: float, interval: float) -> bool:
+        """True (and the pass counted as done now) when `server` was not reaped within `interval`."""
+        with self.lock:
+            due = now - self._last_reaped.get(server, -1e9) >= interval * 0.9
+            if due:
+                self._last_reaped[server] = now
+            return due
+
+    def orphan_since(self, key: OrphanKey, now: float) -> float:
+        """When `key` was first seen orphaned (now, the first time). Call with `lock` held."""
+        return self._first_seen.setdefault(key, now)
+
+    def forget(self, key: OrphanKey) -> None:
+        """Seen with a live Environment again, or dropped. Call with `lock` held."""
+        self._first_seen.pop(key, None)
+
+
+def _physical(server_body: dict[str, Any]) -> Physical:
     spec = server_body.get("spec") or {}
     return str(spec.get("host")), int(spec.get("port") or 5432)
 
 
-def _due(server_body: dict[str, Any], now: float) -> bool:
+def _due(ctx: OperatorContext, server_body: dict[str, Any], now: float) -> bool:
     key = _physical(server_body)
-    with _lock:
-        due = now - _last_reaped.get(key, -1e9) >= settings.current.reaper_interval * 0.9
-        if due:
-            _last_reaped[key] = now
+    due = ctx.reaper.due(key, now, ctx.settings.reaper_interval)
     metrics.REAPER_PASSES.labels(f"{key[0]}:{key[1]}", "ran" if due else "skipped").inc()
     return due
 
 
-def reap_orphans(server_body: dict[str, Any]) -> list[str]:
+def reap_orphans(ctx: OperatorContext, server_body: dict[str, Any]) -> list[str]:
     """Drop tagged objects whose UID matches no Environment, once they have been orphans for the
     grace period (a UID seen again is forgotten). Returns what was dropped."""
     meta = server_body["metadata"]
     project, server = meta["namespace"], meta["name"]
     now = time.monotonic()
-    if not _due(server_body, now):
+    if not _due(ctx, server_body, now):
         return []
-    live = {e["metadata"]["uid"] for e in resources.list_in(resources.ENVIRONMENTS)}
+    live = {e["metadata"]["uid"] for e in resources.list_in(ctx.kube, resources.ENVIRONMENTS)}
     dropped: list[str] = []
     failed: list[str] = []
-    tagged = database.find_tagged(project, server)
-    with _lock:
+    tagged = database.find_tagged(ctx, project, server)
+    state = ctx.reaper
+    with state.lock:
         for kind, name, uid in tagged:
             key = (*_physical(server_body), kind, name)
             if uid in live:
-                _first_seen.pop(key, None)
+                state.forget(key)
                 continue
-            first = _first_seen.setdefault(key, now)
-            if now - first < settings.current.reaper_grace:
+            if now - state.orphan_since(key, now) < ctx.settings.reaper_grace:
                 continue
             drop = database.drop_database if kind == "database" else database.drop_role
             try:
-                drop(project, server, name, uid)
+                drop(ctx, project, server, name, uid)
             except Exception as exc:  # one that cannot go (e.g. a role with grants elsewhere) blocks no other
                 failed.append(f"{kind} {name}: {errors.describe(exc)}")
                 continue
-            _first_seen.pop(key, None)
+            state.forget(key)
             dropped.append(f"{kind} {name}")
     for what in failed:
-        events.emit(server_body, "OrphanNotReaped", f"could not drop orphan {what}", warning=True)
+        events.emit(ctx.kube, server_body, "OrphanNotReaped", f"could not drop orphan {what}", warning=True)
     for what in dropped:
-        events.emit(server_body, "OrphanReaped", f"dropped orphan {what} (its Environment no longer exists)")
+        events.emit(ctx.kube, server_body, "OrphanReaped", f"dropped orphan {what} (its Environment no longer exists)")
         log.info("reaped orphan %s on %s/%s", what, project, server)
     return dropped

@@ -20,11 +20,10 @@ import hashlib
 from typing import Literal
 
 from envbranch import postgres as engine
-from envbranch import settings
 from envbranch.api import common
 from envbranch.api.common import format_rfc3339, now_rfc3339, parse_rfc3339
 from envbranch.api.environment import DatabaseStatus, LastRefresh, Progress, RefreshStatus
-from envbranch.branching import copy_lane, database, errors, hooks
+from envbranch.branching import database, errors, hooks
 from envbranch.branching.errors import Invalid, StepFailed, Transient, Waiting
 from envbranch.branching.inventory import Entry, entries
 from envbranch.branching.run import Run
@@ -124,7 +123,7 @@ def _advance(run: Run, plan: Plan) -> None:
         assert state is not None and state.database and state.previous
         action: Action | None = None
         try:
-            found = database.find_refresh(run.project, plan.server_name,
+            found = database.find_refresh(run.ctx, run.project, plan.server_name,
                                           (plan.database, state.database, state.previous), run.uid)
             action = next_action(state, plan.database, found)
             if _act(run, plan, state, action):
@@ -153,11 +152,11 @@ def _act(run: Run, plan: Plan, state: RefreshStatus, action: Action) -> bool:
     elif action == "swap":
         _swap(run, plan, state)
     elif action == "drop-previous":
-        database.drop_database(run.project, plan.server_name, state.previous, run.uid)
+        database.drop_database(run.ctx, run.project, plan.server_name, state.previous, run.uid)
     elif action == "promote":
-        database.rename(run.project, plan.server_name, state.database, plan.database, run.uid)
+        database.rename(run.ctx, run.project, plan.server_name, state.database, plan.database, run.uid)
     elif action == "restore":
-        database.rename(run.project, plan.server_name, state.previous, plan.database, run.uid)
+        database.rename(run.ctx, run.project, plan.server_name, state.previous, plan.database, run.uid)
     elif action == "lost":
         raise StepFailed(NAME, "DatabaseMissing", f"database {plan.database} is gone and no copy of it is left")
     else:
@@ -171,8 +170,8 @@ def _copy(run: Run, plan: Plan, state: RefreshStatus) -> None:
     fresh = dataclasses.replace(plan, database=state.database)
     result = clone.clone(run, fresh, condition=common.CONDITION_REFRESHED, progress=(NAME, 0, 90))
     if plan.role is not None:
-        database.hand_over(run.project, plan.server_name, state.database, plan.role, sealed=run.spec.sealed)
-    found = database.find_refresh(run.project, plan.server_name, (state.database,), run.uid)
+        database.hand_over(run.ctx, run.project, plan.server_name, state.database, plan.role, sealed=run.spec.sealed)
+    found = database.find_refresh(run.ctx, run.project, plan.server_name, (state.database,), run.uid)
     if state.database not in found:
         raise Transient(NAME, "CopyVanished", f"the new copy {state.database} is gone; copying again")
     run.write(refresh=state.model_copy(update={
@@ -185,7 +184,7 @@ def _swap(run: Run, plan: Plan, state: RefreshStatus) -> None:
     assert state.database and state.previous
     now = dt.datetime.now(dt.UTC)
     if state.swap_at is None:
-        swap_at = now + dt.timedelta(seconds=settings.current.refresh_grace)
+        swap_at = now + dt.timedelta(seconds=run.ctx.settings.refresh_grace)
         run.write(refresh=state.model_copy(update={"swap_at": format_rfc3339(swap_at)}))
         run.event("RefreshSwapping", f"the new copy is ready: sessions of {plan.database} end at "
                   f"{format_rfc3339(swap_at)}, then it is replaced")
@@ -196,13 +195,14 @@ def _swap(run: Run, plan: Plan, state: RefreshStatus) -> None:
                       (swap_at - now).total_seconds())
     run.record(Entry("Database", state.previous, server=plan.server_name))
     hooks.pause_point(run, "refresh-swap")
-    cutoff = database.swap(run.project, plan.server_name, plan.database, state.database, state.previous, run.uid)
+    cutoff = database.swap(run.ctx, run.project, plan.server_name, plan.database, state.database, state.previous,
+                           run.uid)
     run.write(refresh=state.model_copy(update={"cutoff_seconds": round(cutoff, 3)}))
     hooks.pause_point(run, "refresh-swapped")
 
 
 def _finish(run: Run, plan: Plan, state: RefreshStatus) -> None:
-    database.allow_connections(run.project, plan.server_name, plan.database)
+    database.allow_connections(run.ctx, run.project, plan.server_name, plan.database)
     started = parse_rfc3339(state.started_at) if state.started_at else dt.datetime.now(dt.UTC)
     seconds = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 3)
     last = LastRefresh(time=now_rfc3339(), token=state.trigger or "", strategy=state.strategy or "",
@@ -249,13 +249,13 @@ def _leftover(run: Run, state: RefreshStatus) -> bool:
 
 def _clean_up(run: Run, state: RefreshStatus) -> None:
     """A failed refresh's copy dropped and forgotten; retried with backoff until it is."""
-    copy_lane.LANE.forget(run.uid)
+    run.ctx.copy_lane.forget(run.uid)
     try:
         for entry in [e for e in entries(run.status) if _beside(e, state)]:
             assert entry.server
-            database.drop_database(run.project, entry.server, entry.name, run.uid)
+            database.drop_database(run.ctx, run.project, entry.server, entry.name, run.uid)
         if run.status.database and run.status.database.server and run.status.database.name:
-            database.allow_connections(run.project, run.status.database.server, run.status.database.name)
+            database.allow_connections(run.ctx, run.project, run.status.database.server, run.status.database.name)
     except Exception as exc:
         raise Transient(NAME, "CleanupIncomplete", f"refresh cleanup: {errors.describe(exc)}") from exc
     run.write(inventory=[e.model() for e in entries(run.status) if not _beside(e, state)])

@@ -4,7 +4,7 @@ and its typed status, written to the API server only where something changed."""
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -15,6 +15,9 @@ from envbranch.api.environment import EnvironmentSpec, EnvironmentStatus, Progre
 from envbranch.branching.conditions import Condition, set_condition
 from envbranch.branching.inventory import Entry, entries, with_entry
 from envbranch.kube import events, resources
+
+if TYPE_CHECKING:
+    from envbranch.branching.context import OperatorContext
 
 ConditionUpdate = tuple[str, bool, str, str]   # type, status, reason, message
 _FIELDS = EnvironmentStatus.model_fields
@@ -31,9 +34,11 @@ def wire(value: Any) -> Any:
 
 
 class Run:
-    """Writes go to .status only, as a merge patch of the fields that changed."""
+    """Writes go to .status only, as a merge patch of the fields that changed. `ctx` is the operator's
+    state (settings, API client, caches, copy lane) the steps reach through the run."""
 
-    def __init__(self, body: dict[str, Any]) -> None:
+    def __init__(self, ctx: OperatorContext, body: dict[str, Any]) -> None:
+        self.ctx = ctx
         self.body = body
         meta = body["metadata"]
         self.project: str = meta["namespace"]
@@ -63,7 +68,7 @@ class Run:
             return
         self.status = wanted
         patch = {_FIELDS[k].alias or k: wire(getattr(wanted, k)) for k in changed}
-        resources.patch_status(resources.ENVIRONMENTS, self.project, self.name, patch)
+        resources.patch_status(self.ctx.kube, resources.ENVIRONMENTS, self.project, self.name, patch)
 
     def conditions_with(self, *updates: ConditionUpdate) -> list[Condition]:
         conds = list(self.status.conditions or [])
@@ -99,7 +104,7 @@ class Run:
         return next((e.name for e in entries(self.status) if e.kind == kind and e.server == server), None)
 
     def event(self, reason: str, message: str, warning: bool = False) -> None:
-        events.emit(self.body, reason, message, warning=warning)
+        events.emit(self.ctx.kube, self.body, reason, message, warning=warning)
 
     # -- ownership -------------------------------------------------------------------------------
     @property

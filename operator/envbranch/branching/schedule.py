@@ -8,7 +8,7 @@ at once; older ones are not repeated."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cronsim import CronSim, CronSimError
 
@@ -16,6 +16,9 @@ from envbranch.api import common
 from envbranch.api.common import format_rfc3339, parse_rfc3339
 from envbranch.branching.run import Run
 from envbranch.kube import resources
+
+if TYPE_CHECKING:
+    from envbranch.branching.context import OperatorContext
 
 IDLE_S = 10.0        # how often a waiting schedule looks again (spec.refresh is read live)
 
@@ -40,10 +43,10 @@ def base(run: Run) -> dt.datetime:
     return parse_rfc3339(run.status.branched_at or run.body["metadata"]["creationTimestamp"])
 
 
-def tick(body: dict[str, Any], now: dt.datetime | None = None) -> float:
+def tick(ctx: OperatorContext, body: dict[str, Any], now: dt.datetime | None = None) -> float:
     """One look at an Environment's schedule: status.nextRefresh kept true, the refresh asked for when
     due. Returns how long to wait before the next look."""
-    run = Run(body)
+    run = Run(ctx, body)
     schedule = run.spec.refresh.schedule if run.spec.refresh else None
     if not schedule or run.status.phase != common.PHASE_ACTIVE:
         return IDLE_S
@@ -60,7 +63,7 @@ def tick(body: dict[str, Any], now: dt.datetime | None = None) -> float:
     # Missed runs collapse into this one: the next counts from the last time due before now.
     while (later := next_fire(schedule, due)) <= now:
         due = later
-    resources.patch(resources.ENVIRONMENTS, run.project, run.name, {"metadata": {"annotations": {
+    resources.patch(ctx.kube, resources.ENVIRONMENTS, run.project, run.name, {"metadata": {"annotations": {
         common.ANNOTATION_REFRESH_SCHEDULED: format_rfc3339(due)}}})
     run.write(next_refresh=format_rfc3339(next_fire(schedule, due)))
     return IDLE_S

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envbranch import settings
 from envbranch.api import common
 from envbranch.api.common import Condition, now_rfc3339
 from envbranch.branching import connection
 from envbranch.branching.conditions import is_true, set_condition
 from envbranch.branching.errors import Waiting
 from envbranch.kube import events, resources
+from envbranch.kube.client import KubeClient
+
+if TYPE_CHECKING:
+    from envbranch.branching.context import OperatorContext
 
 # Held on a DatabaseServer's admin Secret (and its spec.tls Secret) while the server exists:
 # deleting a whole project namespace deletes Secrets at once, and the Environments' finalizers
@@ -18,13 +21,13 @@ from envbranch.kube import events, resources
 SECRET_FINALIZER = "envbranch.io/database-server"  # noqa: S105 - a finalizer name, not a secret
 
 
-def probe_server(body: dict[str, Any]) -> bool:
+def probe_server(ctx: OperatorContext, body: dict[str, Any]) -> bool:
     """Probe and write status when something changed. True when the server is Ready."""
     meta = body["metadata"]
-    protect_admin_secret(body)
+    protect_admin_secret(ctx.kube, body)
     status: dict[str, Any] = dict(body.get("status") or {})
     generation = int(meta.get("generation") or 1)
-    ok, reason, message, caps = connection.probe(meta["namespace"], meta["name"])
+    ok, reason, message, caps = connection.probe(ctx, meta["namespace"], meta["name"])
     had = [Condition.model_validate(c) for c in status.get("conditions") or []]
     conds = set_condition(had, common.CONDITION_READY, ok, reason, message, generation)
     wanted: dict[str, Any] = {"conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in conds],
@@ -32,9 +35,9 @@ def probe_server(body: dict[str, Any]) -> bool:
     changed = {k: v for k, v in wanted.items() if status.get(k) != v}
     if changed:
         changed["lastProbeTime"] = now_rfc3339()
-        resources.patch_status(resources.DATABASESERVERS, meta["namespace"], meta["name"], changed)
+        resources.patch_status(ctx.kube, resources.DATABASESERVERS, meta["namespace"], meta["name"], changed)
         if ok != is_true(had, common.CONDITION_READY) or "conditions" not in status:
-            events.emit(body, reason, message, warning=not ok)
+            events.emit(ctx.kube, body, reason, message, warning=not ok)
     return ok
 
 
@@ -56,20 +59,20 @@ def _needed_secrets(body: dict[str, Any]) -> set[str]:
     return names - {""}
 
 
-def protect_admin_secret(body: dict[str, Any]) -> None:
+def protect_admin_secret(kube: KubeClient, body: dict[str, Any]) -> None:
     namespace = body["metadata"]["namespace"]
     if body["metadata"].get("deletionTimestamp"):
         return
     for secret in sorted(_needed_secrets(body)):
-        finalizers = resources.secret_finalizers(namespace, secret)
+        finalizers = resources.secret_finalizers(kube, namespace, secret)
         if finalizers is not None and SECRET_FINALIZER not in finalizers:
-            resources.set_secret_finalizer(namespace, secret, SECRET_FINALIZER, present=True)
+            resources.set_secret_finalizer(kube, namespace, secret, SECRET_FINALIZER, present=True)
 
 
-def environments_using(namespace: str, server: str) -> list[str]:
+def environments_using(kube: KubeClient, namespace: str, server: str) -> list[str]:
     """Environments whose database, inventory or spec is on `server`: they need it to be deleted."""
     users = []
-    for env in resources.list_in(resources.ENVIRONMENTS, namespace):
+    for env in resources.list_in(kube, resources.ENVIRONMENTS, namespace):
         status = env.get("status") or {}
         on_server = {(status.get("database") or {}).get("server"),
                      ((env.get("spec") or {}).get("database") or {}).get("serverRef"),
@@ -79,26 +82,26 @@ def environments_using(namespace: str, server: str) -> list[str]:
     return sorted(users)
 
 
-def release_server(body: dict[str, Any], *, first_attempt: bool = True) -> None:
+def release_server(ctx: OperatorContext, body: dict[str, Any], *, first_attempt: bool = True) -> None:
     """The DatabaseServer's finalizer: wait until no Environment needs the server, then let its admin
     Secret go (unless another DatabaseServer still uses it). The first wait is told in an Event."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    users = environments_using(namespace, name)
+    users = environments_using(ctx.kube, namespace, name)
     if users:
         message = (f"DatabaseServer {name} is still used by Environment(s) {', '.join(users)}: "
                    "waiting for them to be deleted")
         if first_attempt:
-            events.emit(body, "ServerInUse", message)
-        raise Waiting("ServerInUse", message, settings.current.source_wait)
-    release_unused_admin_secrets(namespace)  # this server is being deleted: its Secret counts as unused
+            events.emit(ctx.kube, body, "ServerInUse", message)
+        raise Waiting("ServerInUse", message, ctx.settings.source_wait)
+    release_unused_admin_secrets(ctx.kube, namespace)  # this server is being deleted: its Secret counts as unused
 
 
-def release_unused_admin_secrets(namespace: str) -> None:
+def release_unused_admin_secrets(kube: KubeClient, namespace: str) -> None:
     """Let go of every Secret in the namespace that holds our finalizer and that no DatabaseServer (not
     being deleted) still uses: a released server's, or the old one after adminSecretRef changed."""
-    used = {name for s in resources.list_in(resources.DATABASESERVERS, namespace)
+    used = {name for s in resources.list_in(kube, resources.DATABASESERVERS, namespace)
             if not s["metadata"].get("deletionTimestamp") for name in _needed_secrets(s)}
-    for name in resources.secrets_with_finalizer(namespace, SECRET_FINALIZER):
+    for name in resources.secrets_with_finalizer(kube, namespace, SECRET_FINALIZER):
         if name not in used:
-            resources.set_secret_finalizer(namespace, name, SECRET_FINALIZER, present=False)
+            resources.set_secret_finalizer(kube, namespace, name, SECRET_FINALIZER, present=False)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envbranch.branching.inventory import Entry
+from envbranch.branching.masking import MaskPlan
 from envbranch.branching.run import Run
 
 
@@ -26,6 +27,7 @@ class Plan:
     parent: dict[str, Any] | None       # the source Environment, for branches
     source_server: str | None
     source_database: str | None
+    masking: MaskPlan | None = None       # Full branches: the masking, planned before anything is made
 
 
 Undo = Callable[[Run, Entry], None]

@@ -45,7 +45,7 @@ def cancelled_on_deletion(run: Run, plan: Plan) -> Iterator[None]:
 def being_deleted(run: Run) -> bool:
     """True once this Environment is marked for deletion (or gone); an API hiccup says False."""
     try:
-        body = resources.get(resources.ENVIRONMENTS, run.project, run.name)
+        body = resources.get(run.ctx.kube, resources.ENVIRONMENTS, run.project, run.name)
     except Exception as exc:  # look again on the next tick
         log.debug("deletion watch of %s/%s: %s", run.project, run.name, type(exc).__name__)
         return False
@@ -59,7 +59,7 @@ def _watch(run: Run, plan: Plan, stop: threading.Event) -> None:
             continue
         run.cancelled = True
         if not plan.adopt_database:
-            cut_off_copy(run.project, plan.server_name, plan.database, run.uid)
+            cut_off_copy(run, plan.server_name, plan.database)
         return
 
 
@@ -71,10 +71,10 @@ def raise_if_deleted(run: Run) -> None:
         raise Cancelled()
 
 
-def cut_off_copy(project: str, server: str, name: str, uid: str) -> None:
+def cut_off_copy(run: Run, server: str, name: str) -> None:
     """Drop the branch database a copy writes into, which ends the copy with an error."""
     with contextlib.suppress(Exception):  # not there yet, or not ours: nothing to cut off
-        database.drop_database(project, server, name, uid)
+        database.drop_database(run.ctx, run.project, server, name, run.uid)
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 120) -> None:

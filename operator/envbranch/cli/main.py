@@ -32,19 +32,24 @@ from envbranch.api.common import (
     ENVIRONMENTS,
     GROUP,
     LABEL_CATEGORY,
+    MASKINGPOLICIES,
     conditions_of,
     parse_rfc3339,
 )
+from envbranch.api.maskingpolicy import MaskingPolicySpec
 from envbranch.branching import connection
+from envbranch.branching import masking as masking_plan
 from envbranch.branching.conditions import get_condition, is_true
 from envbranch.branching.errors import BranchError
 from envbranch.cli import bundle as bundles
 from envbranch.cli import compare
 from envbranch.kube import access, configuration, resources
 from envbranch.kube.access import Need
+from envbranch.kube.client import KubeClient
 from envbranch.kube.configuration import Kind
 from envbranch.postgres import EngineError
 from envbranch.postgres import schema as pg_schema
+from envbranch.postgres.masking import Masking, MaskingError, TableReads
 from envbranch.postgres.tools import ToolsNotFound
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=(
@@ -143,8 +148,8 @@ def _not_found(exc: ApiException, namespace: str, name: str | None) -> str:
     return "the envbranch CRDs are not installed in this cluster (kubectl apply -f crds/)"
 
 
-def _get(namespace: str, name: str) -> dict[str, Any]:
-    return resources.read(ENVIRONMENTS, namespace, name, group=GROUP)
+def _get(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
+    return resources.read(kube, ENVIRONMENTS, namespace, name, group=GROUP)
 
 
 def _print_data(data: Any, output: Output | Format) -> None:
@@ -174,7 +179,7 @@ def _phase_reason(st: dict[str, Any]) -> str:
 def list_environments(namespace: str = NAMESPACE, output: Output = OUTPUT) -> None:
     """List the environments of a project."""
     with friendly_errors(namespace):
-        items = resources.list_all(ENVIRONMENTS, namespace, group=GROUP)
+        items = resources.list_all(KubeClient(), ENVIRONMENTS, namespace, group=GROUP)
     rows = [{"name": i["metadata"]["name"], "displayName": i["spec"].get("displayName", ""),
              "source": i["spec"].get("source", ""), "mode": i["spec"].get("mode", ""),
              "phase": (i.get("status") or {}).get("phase", ""),
@@ -195,7 +200,7 @@ def status(name: str = typer.Argument(..., help="the Environment"), namespace: s
            output: Output = OUTPUT) -> None:
     """Conditions, progress, copied and skipped configuration, rotations of one environment."""
     with friendly_errors(namespace, name):
-        st = _get(namespace, name).get("status") or {}
+        st = _get(KubeClient(), namespace, name).get("status") or {}
     if output != Output.table:
         _print_data(st, output)
         return
@@ -246,11 +251,12 @@ def branch(name: str = typer.Argument(..., help="display name or name of the new
         if dry_run:
             _print_data(manifest, output)
             return
-        resources.create(ENVIRONMENTS, namespace, manifest, group=GROUP)
+        kube = KubeClient()
+        resources.create(kube, ENVIRONMENTS, namespace, manifest, group=GROUP)
         err.print(f"environment {slug(name)} created in {namespace}")
         if no_wait:
             return
-        final = _follow(namespace, slug(name), timeout)
+        final = _follow(kube, namespace, slug(name), timeout)
     if final.get("phase") != "Active":
         if final.get("phase") == "Failed":
             _fail(f"branch failed: {_phase_reason(final)}")
@@ -260,13 +266,13 @@ def branch(name: str = typer.Argument(..., help="display name or name of the new
               f"credentials in Secret {final.get('credentialsSecret')} (namespace {final.get('namespace')})")
 
 
-def _follow(namespace: str, name: str, timeout: float) -> dict[str, Any]:
+def _follow(kube: KubeClient, namespace: str, name: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   console=err, transient=True) as bar:
         task = bar.add_task("pending", total=100)
         while time.monotonic() < deadline:
-            st = _get(namespace, name).get("status") or {}
+            st = _get(kube, namespace, name).get("status") or {}
             prog = st.get("progress") or {}
             bar.update(task, completed=prog.get("percent", 0), description=f"{st.get('phase', 'Pending')}: "
                        f"{prog.get('step', 'waiting')}")
@@ -274,7 +280,7 @@ def _follow(namespace: str, name: str, timeout: float) -> dict[str, Any]:
             if st.get("phase") in ("Active", "Failed") or stalled:
                 return st
             time.sleep(0.5)  # polling interval of the progress display
-    return _get(namespace, name).get("status") or {}
+    return _get(kube, namespace, name).get("status") or {}
 
 
 @app.command(epilog=_examples("envbranch rename feature-login Login_V2 -n shop"))
@@ -282,7 +288,7 @@ def rename(name: str = typer.Argument(..., help="the Environment"),
            display: str = typer.Argument(..., help="the new display name"), namespace: str = NAMESPACE) -> None:
     """Change an environment's display name."""
     with friendly_errors(namespace, name):
-        resources.patch(ENVIRONMENTS, namespace, name, {"spec": {"displayName": display}}, group=GROUP)
+        resources.patch(KubeClient(), ENVIRONMENTS, namespace, name, {"spec": {"displayName": display}}, group=GROUP)
     out.print(f"{escape(name)} is now {escape(repr(display))}")
 
 
@@ -299,14 +305,15 @@ def refresh(name: str = typer.Argument(..., help="the Environment (a branch)"), 
     sets a new envbranch.io/refresh token."""
     token = refresh_token()
     with friendly_errors(namespace, name):
-        resources.patch(ENVIRONMENTS, namespace, name, {"metadata": {"annotations": {ANNOTATION_REFRESH: token}}},
-                        group=GROUP)
+        kube = KubeClient()
+        resources.patch(kube, ENVIRONMENTS, namespace, name,
+                        {"metadata": {"annotations": {ANNOTATION_REFRESH: token}}}, group=GROUP)
         err.print(f"refresh {token} of {name} requested")
         if not wait:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            st = _get(namespace, name).get("status") or {}
+            st = _get(kube, namespace, name).get("status") or {}
             state = st.get("refresh") or {}
             if state.get("token") == token and state.get("stage") in ("Done", "Failed"):
                 break
@@ -328,11 +335,12 @@ def delete(name: str = typer.Argument(..., help="the Environment"), namespace: s
            timeout: float = typer.Option(300)) -> None:
     """Delete an environment (with deletionPolicy Delete: its database, role and namespace too)."""
     with friendly_errors(namespace, name):
-        resources.remove(ENVIRONMENTS, namespace, name, group=GROUP)
+        kube = KubeClient()
+        resources.remove(kube, ENVIRONMENTS, namespace, name, group=GROUP)
         deadline = time.monotonic() + timeout
         while wait and time.monotonic() < deadline:
             try:
-                _get(namespace, name)
+                _get(kube, namespace, name)
             except ApiException as exc:
                 if exc.status == 404:
                     break
@@ -353,13 +361,13 @@ def _runtime_namespace(env: dict[str, Any]) -> str:
     return str(st["namespace"])
 
 
-def _schema_of(project: str, env: dict[str, Any]) -> tuple[str, str]:
+def _schema_of(kube: KubeClient, project: str, env: dict[str, Any]) -> tuple[str, str]:
     """(database name, normalised schema) of an environment, read with the DatabaseServer's admin role."""
     db = (env.get("status") or {}).get("database") or {}
     if not db.get("server") or not db.get("name"):
         raise CliError(f"Environment {env['metadata']['name']!r} has no database yet "
                        f"(phase {(env.get('status') or {}).get('phase', 'Pending')})")
-    server = connection.server_info(project, db["server"])
+    server = connection.read_server(kube, project, db["server"])
     return db["name"], pg_schema.normalise_schema(pg_schema.schema_dump(server, db["name"]), db["name"])
 
 
@@ -376,14 +384,14 @@ def _diff_needs(project: str, envs: tuple[dict[str, Any], ...], schema: bool, co
     return needs
 
 
-def _require(needs: list[Need], hint: str) -> None:
-    lacking = access.missing(needs)
+def _require(kube: KubeClient, needs: list[Need], hint: str) -> None:
+    lacking = access.missing(kube, needs)
     if lacking:
         raise CliError("you may not " + "; ".join(n.describe() for n in lacking) + f": {hint}")
 
 
-def _categorised(env: dict[str, Any]) -> list[tuple[Kind, dict[str, Any]]]:
-    return configuration.list_both(_runtime_namespace(env), LABEL_CATEGORY)
+def _categorised(kube: KubeClient, env: dict[str, Any]) -> list[tuple[Kind, dict[str, Any]]]:
+    return configuration.list_both(kube, _runtime_namespace(env), LABEL_CATEGORY)
 
 
 @app.command(epilog=_examples(
@@ -399,17 +407,18 @@ def diff(a: str = typer.Argument(..., help="the first Environment"),
     owners, database names, envbranch tags and SET lines left out) and configuration differences
     by category. Secret values are never shown: only which keys differ."""
     with friendly_errors(namespace):
-        env_a, env_b = _get(namespace, a), _get(namespace, b)
-        _require(_diff_needs(namespace, (env_a, env_b), schema, config),
+        kube = KubeClient()
+        env_a, env_b = _get(kube, namespace, a), _get(kube, namespace, b)
+        _require(kube, _diff_needs(namespace, (env_a, env_b), schema, config),
                  "leave out what you may not read with --no-schema or --no-config")
         data: dict[str, Any] = {"a": a, "b": b}
         if schema:
-            db_a, schema_a = _schema_of(namespace, env_a)
-            db_b, schema_b = _schema_of(namespace, env_b)
+            db_a, schema_a = _schema_of(kube, namespace, env_a)
+            db_b, schema_b = _schema_of(kube, namespace, env_b)
             text = compare.schema_diff(schema_a, schema_b, f"{a} ({db_a})", f"{b} ({db_b})")
             data["schema"] = {"identical": not text, "diff": text}
         if config:
-            data["configuration"] = compare.config_diff(_categorised(env_a), _categorised(env_b))
+            data["configuration"] = compare.config_diff(_categorised(kube, env_a), _categorised(kube, env_b))
     if output != Output.table:
         _print_data(data, output)
     else:
@@ -467,9 +476,10 @@ def export(name: str = typer.Argument(..., help="the Environment"), namespace: s
     one ConfigurationBundle. Server-set metadata is left out; Secret values are never exported:
     each reads <redacted>."""
     with friendly_errors(namespace, name):
-        env = _get(namespace, name)
+        kube = KubeClient()
+        env = _get(kube, namespace, name)
         ns = _runtime_namespace(env)
-        bundle = bundles.export_bundle(_categorised(env), project=namespace, environment=name, namespace=ns)
+        bundle = bundles.export_bundle(_categorised(kube, env), project=namespace, environment=name, namespace=ns)
     if output == Format.yaml:
         sys.stdout.write(bundles.redaction_note(bundle))
     _print_data(bundle.dump(), output)
@@ -495,11 +505,12 @@ def import_bundle(file: str = typer.Argument(..., help="the bundle (YAML or JSON
         except yaml.YAMLError as exc:
             raise CliError(f"{file} is not YAML or JSON: {str(exc).splitlines()[0]}") from None
         bundle = bundles.parse_bundle(document)
-        env = _get(namespace, into)
+        kube = KubeClient()
+        env = _get(kube, namespace, into)
         ns = _runtime_namespace(env)
-        plan = bundles.plan_import(bundle, configuration.list_both(ns), into)
+        plan = bundles.plan_import(bundle, configuration.list_both(kube, ns), into)
         if not dry_run:
-            _apply(ns, plan)
+            _apply(kube, ns, plan)
     summary = [c.summary() for c in plan]
     if output != Output.table:
         _print_data({"environment": into, "namespace": ns, "dryRun": dry_run, "changes": summary}, output)
@@ -523,20 +534,77 @@ def _read(path: str) -> str:
         raise CliError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _apply(namespace: str, plan: list[bundles.Change]) -> None:
+def _apply(kube: KubeClient, namespace: str, plan: list[bundles.Change]) -> None:
     for change in plan:
         if change.action == "delete":
-            configuration.delete(change.kind, namespace, change.name)
+            configuration.delete(kube, change.kind, namespace, change.name)
         elif change.action == "create" or (change.action == "update" and change.recreate):
             if change.recreate:
-                configuration.delete(change.kind, namespace, change.name)
-            if not configuration.create(change.kind, namespace, change.body):
+                configuration.delete(kube, change.kind, namespace, change.name)
+            if not configuration.create(kube, change.kind, namespace, change.body):
                 raise CliError(f"conflict: {change.kind} {change.name!r} appeared in {namespace} meanwhile; "
                                "run the import again")
         elif change.action == "update":
             body = {**change.body, "metadata": {**change.body["metadata"],
                                                 "resourceVersion": change.resource_version}}
-            configuration.replace(change.kind, namespace, change.name, body)
+            configuration.replace(kube, change.kind, namespace, change.name, body)
+
+
+# -- masking -----------------------------------------------------------------------------------------
+masking_app = typer.Typer(no_args_is_help=True, help="Masked branches: check a MaskingPolicy before anyone branches.")
+app.add_typer(masking_app, name="masking")
+
+
+@masking_app.command("check", epilog=_examples("envbranch masking check pii --against production -n shop",
+                                                "envbranch masking check pii --against production -n shop -o json"))
+def masking_check(policy: str = typer.Argument(..., help="the MaskingPolicy"),
+                  against: str = typer.Option(..., "--against", help="the Environment a masked branch would copy"),
+                  namespace: str = NAMESPACE, output: Output = OUTPUT) -> None:
+    """The columns of AGAINST's database that look personal and that POLICY leaves unclassified (the
+    list a branch fails with, UnclassifiedColumns), and whether its rules fit their columns. Exit 1
+    when a branch would fail. Reads the schema with the DatabaseServer's admin Secret; never the key."""
+    with friendly_errors(namespace):
+        kube = KubeClient()
+        body = resources.read(kube, MASKINGPOLICIES, namespace, policy, group=GROUP)
+        env = _get(kube, namespace, against)
+        db = (env.get("status") or {}).get("database") or {}
+        if not db.get("server") or not db.get("name"):
+            raise CliError(f"Environment {against!r} has no database yet")
+        _require(kube, [Need("get", "secrets", namespace, "the DatabaseServer's admin Secret, to read the schema")],
+                 "ask a project owner to run the check")
+        spec = MaskingPolicySpec.model_validate(body.get("spec") or {})
+        columns, found = masking_plan.classify_source(
+            connection.read_server(kube, namespace, db["server"]), spec, db["name"])
+        try:
+            masked = TableReads(Masking(policy, b"", masking_plan.resolved_masks(spec)), columns).column_count
+            problem = None
+        except MaskingError as exc:
+            masked, problem = 0, str(exc)
+    fails = bool(problem) or (bool(found) and spec.unclassified == "Refuse")
+    data = {"policy": policy, "against": against, "database": db["name"], "maskedColumns": masked,
+            "unclassified": found, "unclassifiedPolicy": spec.unclassified, "ruleError": problem,
+            "branchWouldFail": fails}
+    if output != Output.table:
+        _print_data(data, output)
+    else:
+        _print_masking_check(data)
+    if fails:
+        raise typer.Exit(1)
+
+
+def _print_masking_check(data: dict[str, Any]) -> None:
+    head = f"MaskingPolicy {data['policy']} against {data['against']} ({data['database']})"
+    out.print(f"{escape(head)}: {data['maskedColumns']} columns masked")
+    if data["ruleError"]:
+        out.print(f"[red]rule error:[/] {escape(data['ruleError'])}")
+    for column in data["unclassified"]:
+        out.print(f"  unclassified: {escape(column)}")
+    if not data["unclassified"]:
+        out.print("no unclassified personal columns")
+    elif data["unclassifiedPolicy"] == "Allow":
+        out.print("the policy allows them (unclassified: Allow): they are copied as they are")
+    else:
+        out.print("[red]a masked branch would fail (UnclassifiedColumns)[/]: add rules or notPersonal entries")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

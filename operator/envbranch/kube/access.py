@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
-from envbranch.kube.client import api_client
+from envbranch.kube.client import KubeClient
 
 
 @dataclass(frozen=True)
@@ -23,14 +23,14 @@ class Need:
         return f"{self.verb} {what} in {self.namespace} ({self.why})"
 
 
-def allowed(need: Need) -> bool:
+def allowed(kube: KubeClient, need: Need) -> bool:
     review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
         resource_attributes=client.V1ResourceAttributes(
             verb=need.verb, resource=need.resource, namespace=need.namespace, group=need.group)))
-    result = client.AuthorizationV1Api(api_client()).create_self_subject_access_review(review)
+    result = client.AuthorizationV1Api(kube.api_client()).create_self_subject_access_review(review)
     return bool(result.status.allowed)
 
 
-def missing(needs: list[Need]) -> list[Need]:
+def missing(kube: KubeClient, needs: list[Need]) -> list[Need]:
     """The needs the caller lacks, each asked once."""
-    return [n for n in dict.fromkeys(needs) if not allowed(n)]
+    return [n for n in dict.fromkeys(needs) if not allowed(kube, n)]

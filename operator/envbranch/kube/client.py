@@ -1,4 +1,5 @@
-"""The one API client: in-cluster credentials when running in a Pod, else the kubeconfig."""
+"""The API client (in-cluster credentials when running in a Pod, else the kubeconfig) and the
+helpers every kube/ call shares."""
 
 from __future__ import annotations
 
@@ -11,33 +12,39 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-_lock = threading.Lock()
-_client: client.ApiClient | None = None
 T = TypeVar("T")
 
 
-def api_client() -> client.ApiClient:
-    global _client
-    with _lock:
-        if _client is None:
-            cfg = client.Configuration()
-            try:
-                config.load_incluster_config(client_configuration=cfg)
-            except config.ConfigException:
-                # KUBECONFIG read now, not when the kubernetes package was imported.
-                config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg)
-            # Threads of the handler pool share it; the default pool of 4 would serialise them.
-            cfg.connection_pool_maxsize = 32
-            _client = client.ApiClient(cfg)
-        return _client
+class KubeClient:
+    """One API connection pool, shared by the threads that hold this object (the operator's context
+    holds one; each CLI command makes its own). Built on first use, so KUBECONFIG is read then."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._client: client.ApiClient | None = None
+
+    def api_client(self) -> client.ApiClient:
+        with self._lock:
+            if self._client is None:
+                self._client = _new_api_client()
+            return self._client
+
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api_client())
+
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api_client())
 
 
-def core() -> client.CoreV1Api:
-    return client.CoreV1Api(api_client())
-
-
-def custom() -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(api_client())
+def _new_api_client() -> client.ApiClient:
+    cfg = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=cfg)
+    except config.ConfigException:
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg)
+    # Threads of the handler pool share it; the default pool of 4 would serialise them.
+    cfg.connection_pool_maxsize = 32
+    return client.ApiClient(cfg)
 
 
 def is_status(exc: BaseException, *codes: int) -> bool:

@@ -6,14 +6,14 @@ from typing import Any, Literal
 
 from kubernetes.client.rest import ApiException
 
-from envbranch.kube.client import core, get_or_none
+from envbranch.kube.client import KubeClient, get_or_none
 
 Kind = Literal["ConfigMap", "Secret"]
 
 
-def list_labelled(kind: Kind, namespace: str, selector: str) -> list[dict[str, Any]]:
+def list_labelled(kube: KubeClient, kind: Kind, namespace: str, selector: str) -> list[dict[str, Any]]:
     """Objects as plain dicts (API field names), so ConfigMaps and Secrets share one code path."""
-    api = core()
+    api = kube.core()
     if kind == "ConfigMap":
         items = api.list_namespaced_config_map(namespace, label_selector=selector).items
     else:
@@ -21,16 +21,16 @@ def list_labelled(kind: Kind, namespace: str, selector: str) -> list[dict[str, A
     return [api.api_client.sanitize_for_serialization(i) for i in items]
 
 
-def read(kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
-    api = core()
+def read(kube: KubeClient, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+    api = kube.core()
     reader = api.read_namespaced_config_map if kind == "ConfigMap" else api.read_namespaced_secret
     obj = get_or_none(lambda: reader(name, namespace))
     return None if obj is None else api.api_client.sanitize_for_serialization(obj)
 
 
-def create(kind: Kind, namespace: str, body: dict[str, Any]) -> bool:
+def create(kube: KubeClient, kind: Kind, namespace: str, body: dict[str, Any]) -> bool:
     """Create; False when it already exists (the caller decides whether that copy is its own)."""
-    api = core()
+    api = kube.core()
     creator = api.create_namespaced_config_map if kind == "ConfigMap" else api.create_namespaced_secret
     try:
         creator(namespace, {"apiVersion": "v1", "kind": kind, **body})
@@ -41,23 +41,23 @@ def create(kind: Kind, namespace: str, body: dict[str, Any]) -> bool:
     return True
 
 
-def replace(kind: Kind, namespace: str, name: str, body: dict[str, Any]) -> None:
-    api = core()
+def replace(kube: KubeClient, kind: Kind, namespace: str, name: str, body: dict[str, Any]) -> None:
+    api = kube.core()
     replacer = api.replace_namespaced_config_map if kind == "ConfigMap" else api.replace_namespaced_secret
     replacer(name, namespace, {"apiVersion": "v1", "kind": kind, **body})
 
 
-def delete(kind: Kind, namespace: str, name: str) -> None:
-    api = core()
+def delete(kube: KubeClient, kind: Kind, namespace: str, name: str) -> None:
+    api = kube.core()
     deleter = api.delete_namespaced_config_map if kind == "ConfigMap" else api.delete_namespaced_secret
     get_or_none(lambda: deleter(name, namespace))
 
 
-def gone(kind: Kind, namespace: str, name: str) -> bool:
-    return read(kind, namespace, name) is None
+def gone(kube: KubeClient, kind: Kind, namespace: str, name: str) -> bool:
+    return read(kube, kind, namespace, name) is None
 
 
-def list_both(namespace: str, selector: str = "") -> list[tuple[Kind, dict[str, Any]]]:
+def list_both(kube: KubeClient, namespace: str, selector: str = "") -> list[tuple[Kind, dict[str, Any]]]:
     """ConfigMaps, then Secrets, of a namespace matching `selector` ("" for every one), as (kind, object)."""
     kinds: tuple[Kind, ...] = ("ConfigMap", "Secret")
-    return [(kind, obj) for kind in kinds for obj in list_labelled(kind, namespace, selector)]
+    return [(kind, obj) for kind in kinds for obj in list_labelled(kube, kind, namespace, selector)]

@@ -8,13 +8,13 @@ from typing import Any
 
 from kubernetes import client
 
-from envbranch.kube.client import core
+from envbranch.kube.client import KubeClient
 
 log = logging.getLogger(__name__)
 COMPONENT = "envbranch-operator"
 
 
-def emit(obj: dict[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+def emit(kube: KubeClient, obj: dict[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
     """Post an Event about `obj` (a custom object body). Best effort: an Event lost is not a failure."""
     meta = obj["metadata"]
     now = dt.datetime.now(dt.UTC)
@@ -28,6 +28,6 @@ def emit(obj: dict[str, Any], reason: str, message: str, *, warning: bool = Fals
         reporting_instance=COMPONENT, first_timestamp=now, last_timestamp=now, count=1,
     )
     try:
-        core().create_namespaced_event(meta["namespace"], event)
+        kube.core().create_namespaced_event(meta["namespace"], event)
     except Exception as exc:  # never let reporting break the reconcile
         log.warning("could not post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)

@@ -21,16 +21,18 @@ from envbranch.postgres.errors import (
     TransientError,
     classify,
 )
+from envbranch.postgres.masking import Masking
 from envbranch.postgres.names import branch_database_name, branch_role_name
-from envbranch.postgres.probe import Capabilities, probe
+from envbranch.postgres.probe import Capabilities, CloneSupport, probe
 from envbranch.postgres.server import Server, Tls
-from envbranch.postgres.tags import Tagged, drop_branch, drop_database, drop_role, find_tagged, set_cluster, untag
+from envbranch.postgres.tags import Tagged, drop_branch, drop_database, drop_role, find_tagged, untag
 
 __all__ = [
-    "Capabilities", "CloneResult", "DumpNeeded", "EngineError", "Mode", "NotOurs", "PermanentError", "Server",
-    "SourceBusy", "Strategy", "Tagged", "Tls", "TlsError", "TransientError", "branch_database_name",
+    "Capabilities", "CloneResult", "CloneSupport", "DumpNeeded", "EngineError", "Masking", "Mode", "NotOurs",
+    "PermanentError",
+    "Server", "SourceBusy", "Strategy", "Tagged", "Tls", "TlsError", "TransientError", "branch_database_name",
     "branch_role_name", "classify",
     "clone_database", "create_branch_role", "create_empty_database", "create_owner_role", "drop_branch",
     "drop_database", "drop_role", "find_tagged", "grant_ownership", "new_password", "probe", "public_can_connect",
-    "refresh", "set_cluster", "untag",
+    "refresh", "untag",
 ]

@@ -28,6 +28,8 @@ from psycopg import sql
 
 from envbranch.api.environment import Mode, Strategy
 from envbranch.postgres.errors import DumpNeeded, EngineError, PermanentError, SourceBusy, classify
+from envbranch.postgres.masking import Masking, MaskingError, TableReads, key_copy_data, key_table_statements, load_key
+from envbranch.postgres.masking import source_columns as masking_columns
 from envbranch.postgres.probe import clone_supported
 from envbranch.postgres.server import Server
 from envbranch.postgres.tags import create_tagged_database, database_exists, drop_database, tag_database
@@ -57,10 +59,10 @@ def create_empty_database(server: Server, dbname: str, uid: str, owner: str | No
     start = time.monotonic()
     with server.connect() as conn:
         if database_exists(conn, dbname):
-            tag_database(conn, dbname, uid)  # the caller checked it is this environment's
+            tag_database(conn, dbname, uid, server.cluster)  # the caller checked it is this environment's
         else:
             create_tagged_database(conn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)), dbname, uid,
-                                   owner)
+                                   server.cluster, owner)
         size = _size(conn, dbname)
     return CloneResult("Empty", size, round(time.monotonic() - start, 3))
 
@@ -73,16 +75,20 @@ def _size(conn: psycopg.Connection[tuple[object, ...]], dbname: str) -> int:
 def clone_database(source: Server, source_db: str, target: Server, target_db: str, *, mode: Mode,
                    strategy: Strategy, uid: str, progress: Progress = _noop,
                    template_strategy: Literal["FILE_COPY", "WAL_LOG"] = "FILE_COPY",
-                   owner: str | None = None, dump: bool = True) -> CloneResult:
+                   owner: str | None = None, dump: bool = True, masking: Masking | None = None) -> CloneResult:
     """Clone `source_db` into a new `target_db` tagged with `uid` (and owned from its creation by
     `owner`, a role tagged with `uid`). On any failure the partial database is dropped before the
     error propagates. With `dump=False`, DumpNeeded is raised where the Dump path would be taken,
-    before anything is created: the caller runs `strategy="Dump"` where long work belongs."""
+    before anything is created: the caller runs `strategy="Dump"` where long work belongs. With
+    `masking`, the rows are masked as the source reads them: only the Dump can do that."""
     start = time.monotonic()
+    secrets = (source.password, target.password, *(masking.secrets() if masking else ()))
     with target.connect() as conn:
         if database_exists(conn, target_db):
             raise PermanentError(f"database {target_db} already exists on the target server")
     chosen = strategy
+    if masking is not None and (strategy != "Dump" or mode != "Full"):
+        raise PermanentError("a masked copy is a Full Dump: the rows are masked as the source reads them")
     if strategy == "Template" and (mode == "System" or not source.same_server(target)):
         raise PermanentError("strategy Template needs mode Full and the source on the same server; "
                              "use Dump or Auto")
@@ -104,12 +110,12 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
             # pg_dump and psql read the TLS files at every connection: they stay for the whole copy.
             with source.tls_files() as src, target.tls_files() as dst:
                 try:
-                    _dump(src, source_db, dst, target_db, mode, progress, uid, owner)
+                    _dump(src, source_db, dst, target_db, mode, progress, uid, owner, masking)
                 except Exception as exc:
-                    raise classify(exc, (source.password, target.password),
+                    raise classify(exc, secrets,
                                    tls_dirs=(src.tls_dir, dst.tls_dir)) from None
         with target.connect() as conn:
-            tag_database(conn, target_db, uid)
+            tag_database(conn, target_db, uid, target.cluster)
             size = _size(conn, target_db)
     except DumpNeeded:
         raise
@@ -117,7 +123,7 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
         _drop_quietly(target, target_db, uid)
         if isinstance(exc, EngineError) or not isinstance(exc, Exception):
             raise
-        raise classify(exc, (source.password, target.password)) from None
+        raise classify(exc, secrets) from None
     progress("database", 100)
     return CloneResult(chosen, size, round(time.monotonic() - start, 3))
 
@@ -160,11 +166,12 @@ def _drop_quietly(server: Server, dbname: str, uid: str) -> None:
 
 def _template(server: Server, source_db: str, target_db: str, method: str, uid: str, owner: str | None) -> None:
     with server.connect() as conn:
-        # Reflink clone where the file system supports it, probed once per server.
+        # Reflink clone where the file system supports it (tried once per server by its CloneSupport).
         if conn.info.server_version >= 180000 and method == "FILE_COPY" and clone_supported(server):
             conn.execute("SET file_copy_method = clone")
         create_tagged_database(conn, sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY {}").format(
-            sql.Identifier(target_db), sql.Identifier(source_db), sql.SQL(method)), target_db, uid, owner)
+            sql.Identifier(target_db), sql.Identifier(source_db), sql.SQL(method)), target_db, uid, server.cluster,
+            owner)
 
 
 # -- Dump --------------------------------------------------------------------------------------------
@@ -226,17 +233,19 @@ WHERE c.relkind = 'S' AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'informat
 
 
 def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: Mode, progress: Progress,
-          uid: str, owner: str | None) -> None:
+          uid: str, owner: str | None, masking: Masking | None = None) -> None:
     with target.connect() as conn:
         # Tagged from the start: a crash in the middle of the copy leaves a database its Environment
         # (or, once that is gone, the reaper) recognises as its own and may drop.
         create_tagged_database(conn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)), target_db, uid,
-                               owner)
+                               target.cluster, owner)
     # Everything that writes into the branch runs as its role: code the source holds (CHECK
     # constraints, generated columns, index expressions) never runs with the admin's rights.
     branch = target.as_role(owner)
     # One REPEATABLE READ transaction exports the snapshot every reader shares, pg_dump included.
     with source.connect(source_db, timeouts=False, autocommit=False) as snap_conn:
+        if masking is not None:
+            load_key(snap_conn, masking)  # before the snapshot: COPY data, never in a log
         snap_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = str(snap_conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
         tools_major = max(snap_conn.info.server_version, _server_version(target)) // 10000
@@ -249,7 +258,9 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
                 # A table whose columns are all generated has nothing to copy.
                 tables = [_Table(str(r[1]), str(r[2]), int(str(r[3])), [str(c) for c in cast(list[object], r[4])])
                           for r in rows if r[4]]
-                _copy_tables(snap_conn, source, source_db, branch, target_db, snapshot, _slices(tables), progress)
+                reads = _masked_reads(snap_conn, masking)
+                _copy_tables(snap_conn, source, source_db, branch, target_db, snapshot, _slices(tables), progress,
+                             reads)
                 _copy_sequences(snap_conn, branch, target_db)
                 _copy_large_objects(snap_conn, branch, target_db)
             progress("indexes", 90)
@@ -257,6 +268,15 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
         finally:
             for section in sections:
                 section.close()
+
+
+def _masked_reads(snap_conn: psycopg.Connection[tuple[object, ...]], masking: Masking | None) -> TableReads | None:
+    if masking is None:
+        return None
+    try:
+        return TableReads(masking, masking_columns(snap_conn))
+    except MaskingError as exc:
+        raise PermanentError(str(exc)) from None
 
 
 def _server_version(server: Server) -> int:
@@ -294,7 +314,8 @@ def _slices(tables: list[_Table]) -> list[_Table]:
 
 
 def _copy_tables(snap_conn: psycopg.Connection[tuple[object, ...]], source: Server, source_db: str, target: Server,
-                 target_db: str, snapshot: str, tables: list[_Table], progress: Progress) -> None:
+                 target_db: str, snapshot: str, tables: list[_Table], progress: Progress,
+                 reads: TableReads | None = None) -> None:
     """Each table streams from one psql to another (binary COPY, C all the way: Python would touch
     every row), COPY_WORKERS tables at a time, every reader on the exported snapshot. A whole table
     is emptied and loaded in one transaction with COPY FREEZE: its rows arrive frozen and
@@ -318,28 +339,25 @@ def _copy_tables(snap_conn: psycopg.Connection[tuple[object, ...]], source: Serv
     def copy_one(item: _Table) -> None:
         table = sql.Identifier(item.schema, item.name)
         columns = sql.SQL(", ").join([sql.Identifier(c) for c in item.columns])
-        if item.blocks is None:
-            rows: sql.Composable = table
-        else:
-            first, last = item.blocks
-            where = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({first},0)"))
-            if last is not None:
-                where = sql.SQL("{} AND ctid < {}::tid").format(where, sql.Literal(f"({last},0)"))
-            rows = sql.SQL("(SELECT {} FROM {} WHERE {})").format(columns, table, where)
-        copy_out = (sql.SQL("COPY {} TO STDOUT (FORMAT binary)").format(rows) if item.blocks else
-                    sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(table, columns)).as_string(None)
+        copy_out, fmt = _read_statement(item, reads)
         if item.blocks is None:
             load = ["-c", "BEGIN", "-c", sql.SQL("TRUNCATE ONLY {}").format(table).as_string(None),
-                    "-c", sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary, FREEZE)").format(
-                        table, columns).as_string(None), "-c", "COMMIT"]
+                    "-c", sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}, FREEZE)").format(
+                        table, columns, fmt).as_string(None), "-c", "COMMIT"]
         else:
-            load = ["-c", sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(table, columns).as_string(None)]
+            load = ["-c", sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
+                table, columns, fmt).as_string(None)]
         set_snapshot = sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)).as_string(None)
+        # A masked read first loads the key pads (psql's stdin), before it imports the snapshot.
+        key = [a for s in key_table_statements() for a in ("-c", s)] if fmt is _TEXT else []
         reader = subprocess.Popen(
-            [*base, "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "-c", set_snapshot, "-c", copy_out,
-             "-c", "COMMIT"],
-            env=source.env(source_db), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            [*base, *key, "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "-c", set_snapshot,
+             "-c", copy_out, "-c", "COMMIT"],
+            env=_env(source, source_db, _READ_OPTIONS), stdin=subprocess.PIPE if key else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert reader.stdout is not None
+        if key and reads is not None:
+            _feed_key(reader, reads)
         writer = subprocess.run([*base, *load], env=_env(target, target_db, LOAD_OPTIONS),
                                 stdin=reader.stdout, capture_output=True, check=False)
         reader.stdout.close()
@@ -376,7 +394,7 @@ def _copy_tables(snap_conn: psycopg.Connection[tuple[object, ...]], source: Serv
                 for item in small:
                     if errors:
                         break
-                    _copy_small(snap_conn, dst, item)
+                    _copy_small(snap_conn, dst, item, reads)
                     with lock:
                         done[0] += item.size
                         progress("data", 10 + 80 * done[0] // total)
@@ -388,15 +406,55 @@ def _copy_tables(snap_conn: psycopg.Connection[tuple[object, ...]], source: Serv
         raise errors[0]
 
 
-def _copy_small(snap_conn: psycopg.Connection[tuple[object, ...]], dst: psycopg.Connection[tuple[object, ...]],
-                item: _Table) -> None:
+_BINARY, _TEXT = sql.SQL("binary"), sql.SQL("text")
+# Masked values travel as text: dates in ISO, which every DateStyle reads back the same.
+_READ_OPTIONS = "-c DateStyle=ISO -c IntervalStyle=postgres"
+
+
+def _read_statement(item: _Table, reads: TableReads | None) -> tuple[str, sql.SQL]:
+    """The reader's COPY ... TO STDOUT of a table or slice, and its format: binary as it is, text
+    when masked (the branch parses each value with its column's type, domain and CHECKs)."""
     table = sql.Identifier(item.schema, item.name)
     columns = sql.SQL(", ").join([sql.Identifier(c) for c in item.columns])
+    masked = reads.query(item.schema, item.name, item.columns, _slice(item, sql.SQL("src.ctid"))) if reads else None
+    if masked is not None:
+        return sql.SQL("COPY ({}) TO STDOUT").format(masked).as_string(None), _TEXT
+    where = _slice(item, sql.SQL("ctid"))
+    if where is None:
+        return sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(table, columns).as_string(None), _BINARY
+    return sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT binary)").format(
+        columns, table, where).as_string(None), _BINARY
+
+
+def _slice(item: _Table, ctid: sql.Composable) -> sql.Composable | None:
+    """The block range of a slice of a big table; None for a whole table."""
+    if item.blocks is None:
+        return None
+    first, last = item.blocks
+    where = sql.SQL("{} >= {}::tid").format(ctid, sql.Literal(f"({first},0)"))
+    if last is not None:
+        where = sql.SQL("{} AND {} < {}::tid").format(where, ctid, sql.Literal(f"({last},0)"))
+    return where
+
+
+def _feed_key(reader: subprocess.Popen[bytes], reads: TableReads) -> None:
+    assert reader.stdin is not None
+    try:
+        reader.stdin.write(key_copy_data(reads.masking))
+        reader.stdin.close()
+    except BrokenPipeError:
+        pass  # the reader failed to start: its exit status and stderr tell why
+
+
+def _copy_small(snap_conn: psycopg.Connection[tuple[object, ...]], dst: psycopg.Connection[tuple[object, ...]],
+                item: _Table, reads: TableReads | None = None) -> None:
+    table = sql.Identifier(item.schema, item.name)
+    columns = sql.SQL(", ").join([sql.Identifier(c) for c in item.columns])
+    copy_out, fmt = _read_statement(item, reads)
     with dst.transaction():
         dst.execute(sql.SQL("TRUNCATE ONLY {}").format(table))
-        with dst.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary, FREEZE)").format(
-                table, columns)) as into, snap_conn.cursor().copy(
-                sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(table, columns)) as out:
+        with dst.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}, FREEZE)").format(
+                table, columns, fmt)) as into, snap_conn.cursor().copy(copy_out) as out:
             for data in out:
                 into.write(data)
 

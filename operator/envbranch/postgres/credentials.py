@@ -7,8 +7,9 @@ import secrets
 
 from psycopg import sql
 
+from envbranch.postgres.errors import NotOurs
 from envbranch.postgres.server import Server
-from envbranch.postgres.tags import Conn, role_exists, tag_role
+from envbranch.postgres.tags import Conn, role_exists, role_uid, tag_role
 
 PASSWORD_BYTES = 32
 
@@ -24,20 +25,23 @@ def _scram_verifier(conn: Conn, role: str, password: str) -> str:
     return conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
 
 
-def _ensure_role(conn: Conn, role: str, uid: str, verifier: str | None) -> None:
+def _ensure_role(conn: Conn, role: str, uid: str, cluster: str | None, verifier: str | None) -> None:
     """Create the role (or give it LOGIN and a password) and tag it, in the caller's transaction: a
     role is never left behind without its tag (the tag is what lets the rollback and the reaper
     recognise it). The admin becomes a member so it can create the database owned by the role, hand
-    objects to it and drop them later; it is never a superuser."""
+    objects to it and drop them later; it is never a superuser. An existing role is taken over only
+    when it is tagged with `uid` (NotOurs otherwise): never someone else's password reset."""
     ident = sql.Identifier(role)
     login = sql.SQL("LOGIN PASSWORD {}").format(sql.Literal(verifier)) if verifier else sql.SQL("NOLOGIN")
     if role_exists(conn, role):
+        if role_uid(conn, role) != uid:
+            raise NotOurs(f"role {role} exists and is not tagged as this environment's; not taking it over")
         if verifier:
             conn.execute(sql.SQL("ALTER ROLE {} {}").format(ident, login))
     else:
         conn.execute(sql.SQL("CREATE ROLE {} {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION").format(
             ident, login))
-    tag_role(conn, role, uid)
+    tag_role(conn, role, uid, cluster)
     if conn.info.server_version >= 160000:
         admin = sql.Identifier(conn.info.user)
         conn.execute(sql.SQL("GRANT {} TO {} WITH INHERIT TRUE, SET TRUE").format(ident, admin))
@@ -49,14 +53,14 @@ def create_owner_role(server: Server, role: str, uid: str) -> None:
     """The branch role, tagged and without LOGIN, made before its database so the database is born
     owned by it (see tags.create_tagged_database)."""
     with server.connect() as conn, conn.transaction():
-        _ensure_role(conn, role, uid, None)
+        _ensure_role(conn, role, uid, server.cluster, None)
 
 
 def create_branch_role(server: Server, role: str, uid: str) -> str:
     """Create the LOGIN role, or give the owner role LOGIN and a new password; returns the password."""
     password = new_password()
     with server.connect() as conn, conn.transaction():
-        _ensure_role(conn, role, uid, _scram_verifier(conn, role, password))
+        _ensure_role(conn, role, uid, server.cluster, _scram_verifier(conn, role, password))
     return password
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass, field
 
@@ -72,16 +73,30 @@ def probe(server: Server) -> Capabilities:
     return Capabilities(version, num, createdb, createrole, strategies, clone, tls)
 
 
-_clone_support: dict[tuple[str, int], bool] = {}
+class CloneSupport:
+    """file_copy_clone_works, tried once per server (host, port) for the life of its holder (the file
+    system under a server does not change; a probe every minute would create a database every minute)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[tuple[str, int], bool] = {}
+
+    def works(self, server: Server) -> bool:
+        key = (server.host, server.port)
+        with self._lock:
+            known = self._known.get(key)
+        if known is None:
+            known = file_copy_clone_works(server)
+            with self._lock:
+                self._known[key] = known
+        return known
 
 
 def clone_supported(server: Server) -> bool:
-    """file_copy_clone_works, tried once per server for the life of the process (the file system under
-    a server does not change; a probe every minute would create a database every minute)."""
-    key = (server.host, server.port)
-    if key not in _clone_support:
-        _clone_support[key] = file_copy_clone_works(server)
-    return _clone_support[key]
+    """Through the server's CloneSupport when it has one, else tried now."""
+    if server.clone_support is not None:
+        return server.clone_support.works(server)
+    return file_copy_clone_works(server)
 
 
 def file_copy_clone_works(server: Server) -> bool:

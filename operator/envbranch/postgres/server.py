@@ -12,11 +12,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
 from envbranch.postgres.errors import classify
+
+if TYPE_CHECKING:
+    from envbranch.postgres.probe import CloneSupport
 
 LOCK_TIMEOUT = "10s"
 STATEMENT_TIMEOUT = "1h"  # a large template copy is one statement
@@ -61,6 +65,12 @@ class Server:
     tls: Tls | None = field(default=None, repr=False)
     # The private folder holding `tls` as files, set only inside `with server.tls_files()`.
     tls_dir: str | None = field(default=None, repr=False, compare=False)
+    # The cluster the tags written through this server name (the operator's kube-system UID): two
+    # clusters that share a PostgreSQL server must never reap each other's branches. None: no cluster.
+    cluster: str | None = None
+    # Where the answer of the reflink-clone trial is kept (the operator's, for the life of the
+    # process); None: tried at every ask.
+    clone_support: CloneSupport | None = field(default=None, repr=False, compare=False)
 
     def as_role(self, role: str | None) -> Server:
         if role is not None and not _PLAIN_ROLE.match(role):

@@ -16,18 +16,10 @@ from envbranch.postgres.server import Server
 TAG_PREFIX = "envbranch:uid="
 _TAG = re.compile(r"^envbranch:uid=([0-9a-fA-F-]{1,64})(?:;cluster=([0-9a-fA-F-]{1,64}))?$")
 
-# The cluster the tags of this process belong to (the operator sets its kube-system namespace UID):
-# two clusters that share a PostgreSQL server must never reap each other's branches.
-_cluster: str | None = None
 
-
-def set_cluster(cluster: str | None) -> None:
-    global _cluster
-    _cluster = cluster
-
-
-def tag_for(uid: str) -> str:
-    return f"{TAG_PREFIX}{uid}" + (f";cluster={_cluster}" if _cluster else "")
+def tag_for(uid: str, cluster: str | None) -> str:
+    """The comment naming `uid`, and the cluster it belongs to (Server.cluster) when there is one."""
+    return f"{TAG_PREFIX}{uid}" + (f";cluster={cluster}" if cluster else "")
 
 
 @dataclass(frozen=True)
@@ -37,21 +29,21 @@ class Tagged:
     uid: str
     cluster: str | None = None
 
-    @property
-    def foreign(self) -> bool:
-        """Tagged by another cluster's operator: not ours to judge an orphan."""
-        return self.cluster is not None and _cluster is not None and self.cluster != _cluster
+    def foreign_to(self, cluster: str | None) -> bool:
+        """Tagged by another cluster's operator than `cluster`'s: not ours to judge an orphan."""
+        return self.cluster is not None and cluster is not None and self.cluster != cluster
 
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
 
-def tag_database(conn: Conn, dbname: str, uid: str) -> None:
-    conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(dbname), sql.Literal(tag_for(uid))))
+def tag_database(conn: Conn, dbname: str, uid: str, cluster: str | None) -> None:
+    conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(dbname),
+                                                                sql.Literal(tag_for(uid, cluster))))
 
 
-def tag_role(conn: Conn, role: str, uid: str) -> None:
-    conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(role), sql.Literal(tag_for(uid))))
+def tag_role(conn: Conn, role: str, uid: str, cluster: str | None) -> None:
+    conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(role), sql.Literal(tag_for(uid, cluster))))
 
 
 def _parse(comment: object) -> tuple[str, str | None] | None:
@@ -87,7 +79,7 @@ def drop_forced(conn: Conn, dbname: str) -> None:
             time.sleep(_DROP_PAUSE_S)
 
 
-def create_tagged_database(conn: Conn, create: sql.Composed, dbname: str, uid: str,
+def create_tagged_database(conn: Conn, create: sql.Composed, dbname: str, uid: str, cluster: str | None,
                            owner: str | None = None) -> None:
     """Run a CREATE DATABASE and tag the new database. With `owner` (a role tagged with `uid` before
     this call) the database is born owned by it: a crash between CREATE and the tag still leaves a
@@ -99,7 +91,7 @@ def create_tagged_database(conn: Conn, create: sql.Composed, dbname: str, uid: s
         # PostgreSQL runs CREATE DATABASE outside any transaction, so this is the next statement
         # rather than the same transaction: no role but the owner may connect while rows arrive.
         conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
-        tag_database(conn, dbname, uid)
+        tag_database(conn, dbname, uid, cluster)
     except BaseException:
         drop_forced(conn, dbname)
         raise

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from envbranch.cli import main as cli_main
 from envbranch.cli.main import app, slug
-from envbranch.kube import client as kube
 from envbranch_testing.controlplane import ControlPlane
 from envbranch_testing.manifests import apply
 from envbranch_testing.processes import free_port, wait_until
@@ -29,9 +28,7 @@ runner = CliRunner()
 def cli(controlplane: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("KUBECONFIG", str(controlplane.kubeconfig))
     monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: table cells on one line each
-    kube._client = None  # the CLI's client is built from KUBECONFIG on first use
-    yield
-    kube._client = None
+    yield  # each command builds its API client from KUBECONFIG as it runs
 
 
 def test_slug_from_display_name() -> None:
@@ -86,7 +83,6 @@ def test_clear_errors_for_missing_environment_and_cluster(project: Project, monk
     path = controlplane.base_dir / "nowhere.kubeconfig"
     path.write_text(yaml.safe_dump(cfg))
     monkeypatch.setenv("KUBECONFIG", str(path))
-    kube._client = None
     down = runner.invoke(app, ["list", "-n", "x"])
     assert down.exit_code == 1 and "cannot reach the Kubernetes API server" in down.output
 
@@ -95,7 +91,6 @@ def test_clear_errors_for_missing_environment_and_cluster(project: Project, monk
 def test_no_permission_is_reported(controlplane: ControlPlane, project: Project,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", str(controlplane.kubeconfig_for("mallory")))
-    kube._client = None
     denied = runner.invoke(app, ["list", "-n", project.namespace])
     assert denied.exit_code == 1 and "permission denied" in denied.output
 
@@ -322,7 +317,6 @@ def test_no_permission_and_no_cluster_for_diff_export_import(controlplane: Contr
     commands = (["diff", "production", "production"], ["export", "production"],
                 ["import", str(bundle), "--into", "production"])
     monkeypatch.setenv("KUBECONFIG", str(controlplane.kubeconfig_for("nobody")))
-    kube._client = None
     for args in commands:
         denied = runner.invoke(app, [*args, "-n", ns])
         assert denied.exit_code == 1 and denied.output.startswith("error: permission denied:"), denied.output
@@ -332,7 +326,6 @@ def test_no_permission_and_no_cluster_for_diff_export_import(controlplane: Contr
     nowhere = tmp_path / "nowhere.kubeconfig"
     nowhere.write_text(yaml.safe_dump(cfg))
     monkeypatch.setenv("KUBECONFIG", str(nowhere))
-    kube._client = None
     for args in commands:
         down = runner.invoke(app, [*args, "-n", ns])
         assert down.exit_code == 1 and "cannot reach the Kubernetes API server" in down.output
@@ -356,14 +349,10 @@ def test_diff_names_the_permissions_it_lacks(shop: Project, controlplane: Contro
         "subjects": [{"kind": "User", "name": "vic", "apiGroup": "rbac.authorization.k8s.io"}]})
     monkeypatch.setenv("KUBECONFIG", str(controlplane.kubeconfig_for("vic")))
     monkeypatch.setenv("COLUMNS", "400")
-    kube._client = None
-    try:
-        # The view role reaches Environments through aggregation, which the controller manager performs.
-        result = wait_until(lambda: (r := runner.invoke(app, ["diff", "production", "production", "-n", ns]))
-                            .exit_code == 1 and "you may not" in r.output and r, timeout=30,
-                            what="diff as a viewer to name what it lacks")
-        assert f"get secrets in {ns} (the DatabaseServer's admin Secret, to read the schemas)" in result.output
-        assert f"list configmaps in {ns}-prod (the configuration of production)" in result.output
-        assert "--no-schema or --no-config" in result.output
-    finally:
-        kube._client = None
+    # The view role reaches Environments through aggregation, which the controller manager performs.
+    result = wait_until(lambda: (r := runner.invoke(app, ["diff", "production", "production", "-n", ns]))
+                        .exit_code == 1 and "you may not" in r.output and r, timeout=30,
+                        what="diff as a viewer to name what it lacks")
+    assert f"get secrets in {ns} (the DatabaseServer's admin Secret, to read the schemas)" in result.output
+    assert f"list configmaps in {ns}-prod (the configuration of production)" in result.output
+    assert "--no-schema or --no-config" in result.output

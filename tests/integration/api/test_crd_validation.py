@@ -13,6 +13,7 @@ from kubernetes.client.rest import ApiException
 from envbranch.api.common import GROUP, VERSION
 from envbranch_testing.admission import BAD_SPECS, IMMUTABLE_BRANCH_CHANGES, create_environment, refusal
 from envbranch_testing.crds import install_crds
+from envbranch_testing.personal_schema import policy_spec
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +86,34 @@ def test_database_server_tls_needs_a_checking_ssl_mode(k8s: client.ApiClient, pr
     with pytest.raises(ApiException) as info:
         api.create_namespaced_custom_object(GROUP, VERSION, project, "databaseservers", body)
     assert "spec.tls needs sslMode verify-full" in str(info.value.body)
+
+
+_RULE = {"table": "customers", "column": "email", "function": "Email"}
+BAD_POLICIES: list[tuple[str, dict[str, Any], str]] = [
+    ("no-key", {"rules": [_RULE]}, "keySecretRef"),
+    ("unknown-function", {"rules": [{**_RULE, "function": "Scramble"}]}, "spec.rules[0].function"),
+    ("keep-on-email", {"rules": [{**_RULE, "keep": 2}]}, "keep is a parameter of function Partial only"),
+    ("constant-without-value", {"rules": [{**_RULE, "function": "Constant"}]}, "function Constant needs value"),
+    ("real-domain", {"rules": [{**_RULE, "domain": "gmail.com"}]}, "spec.rules[0].domain"),
+    ("max-days-on-hash", {"rules": [{**_RULE, "function": "Hash", "maxDays": 3}]},
+     "maxDays is a parameter of function DateShift only"),
+    ("same-column-twice", {"rules": [_RULE, {**_RULE, "function": "Hash"}]}, "Duplicate value"),
+    ("bad-unclassified", {"unclassified": "Ignore"}, "spec.unclassified"),
+    ("bad-not-personal", {"notPersonal": ["email"]}, "spec.notPersonal[0]"),
+]
+
+
+@pytest.mark.parametrize(("name", "spec", "message"), BAD_POLICIES, ids=[b[0] for b in BAD_POLICIES])
+def test_bad_masking_policy_is_refused_with_a_clear_message(k8s: client.ApiClient, project: str, name: str,
+                                                            spec: dict[str, Any], message: str) -> None:
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MaskingPolicy", "metadata": {"name": name},
+            "spec": {"keySecretRef": {"name": "masking-key"}, **spec} if name != "no-key" else spec}
+    with pytest.raises(ApiException) as info:
+        client.CustomObjectsApi(k8s).create_namespaced_custom_object(GROUP, VERSION, project, "maskingpolicies", body)
+    assert info.value.status == 422 and message in str(info.value.body), info.value.body
+
+
+def test_a_good_masking_policy_is_accepted(k8s: client.ApiClient, project: str) -> None:
+    client.CustomObjectsApi(k8s).create_namespaced_custom_object(GROUP, VERSION, project, "maskingpolicies", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "MaskingPolicy", "metadata": {"name": "good"},
+        "spec": {**policy_spec("masking-key"), "personalNamePatterns": ["nick"], "unclassified": "Allow"}})

@@ -213,6 +213,7 @@ def test_chart_crds_are_installed_from_crds_and_never_templated() -> None:
     assert not [d for d in templated if d["kind"] == "CustomResourceDefinition"]
     crd_files = sorted(str(p.relative_to(CHART)) for p in (CHART / "crds").rglob("*.yaml"))
     assert crd_files == ["crds/envbranch.io_databaseservers.yaml", "crds/envbranch.io_environments.yaml",
+                         "crds/envbranch.io_maskingpolicies.yaml",
                          "crds/kopf/kopf.dev_clusterkopfpeerings.yaml", "crds/kopf/kopf.dev_kopfpeerings.yaml"]
     assert re.search(r"(?m)^kubeVersion:", (CHART / "Chart.yaml").read_text())
     assert Path(CHART / "values.schema.json").is_file()
@@ -247,5 +248,6 @@ def test_helm_install_upgrade_and_uninstall_keep_the_crds_and_their_objects() ->
         assert sorted(crds) == ["customresourcedefinition.apiextensions.k8s.io/clusterkopfpeerings.kopf.dev",
                                 "customresourcedefinition.apiextensions.k8s.io/databaseservers.envbranch.io",
                                 "customresourcedefinition.apiextensions.k8s.io/environments.envbranch.io",
-                                "customresourcedefinition.apiextensions.k8s.io/kopfpeerings.kopf.dev"]
+                                "customresourcedefinition.apiextensions.k8s.io/kopfpeerings.kopf.dev",
+                                "customresourcedefinition.apiextensions.k8s.io/maskingpolicies.envbranch.io"]
         cp.kubectl("get", "-n", "shop", "databaseserver/main")

@@ -136,7 +136,8 @@ def _patch(api: client.CustomObjectsApi, ns: str, name: str, patch: dict[str, An
     {"spec": {"ttl": "1s"}},
     {"spec": {"deletionPolicy": "Delete"}},
     {"metadata": {"annotations": {"envbranch.io/retry": "1"}}},
-], ids=["ttl", "deletionPolicy", "retry"])
+    {"spec": {"personalData": True}},
+], ids=["ttl", "deletionPolicy", "retry", "personalData"])
 def test_only_owners_change_what_destroys_a_root(controlplane: ControlPlane, k8s: client.ApiClient, project: str,
                                                  patch: dict[str, Any]) -> None:
     root = f"root-{uuid.uuid4().hex[:6]}"
@@ -155,3 +156,39 @@ def test_editors_keep_managing_their_branches(controlplane: ControlPlane, projec
     _create(alice, project, "alice-ttl", None)
     assert _patch(alice, project, "alice-ttl", {"spec": {"ttl": "1h", "deletionPolicy": "Delete"},
                                                 "metadata": {"annotations": {"envbranch.io/retry": "2"}}}) is None
+
+
+def test_an_editor_cannot_drop_a_roots_personal_data_mark(controlplane: ControlPlane, k8s: client.ApiClient,
+                                                          project: str) -> None:
+    root = f"pii-{uuid.uuid4().hex[:6]}"
+    create_environment(client.CustomObjectsApi(k8s), project, root, {"namespace": project, "personalData": True})
+    alice, bob = as_user(controlplane, "alice"), as_user(controlplane, "bob")
+    for patch in ({"spec": {"personalData": False}}, {"spec": {"personalData": None}}):
+        body = wait_until(lambda p=patch: _patch(alice, project, root, p), timeout=30,  # type: ignore[misc]
+                          what="the root-changes policy to refuse an editor")
+        assert "personalData" in body and "alice may not \\\"manage\\\"" in body
+    assert _patch(bob, project, root, {"spec": {"personalData": False}}) is None
+
+
+def _policy(api: client.CustomObjectsApi, ns: str, name: str) -> None:
+    api.create_namespaced_custom_object(GROUP, VERSION, ns, "maskingpolicies", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "MaskingPolicy", "metadata": {"name": name},
+        "spec": {"keySecretRef": {"name": "masking-key"},
+                 "rules": [{"table": "users", "column": "email", "function": "Email"}]}})
+
+
+def test_owners_write_masking_policies_and_everyone_else_reads_them(controlplane: ControlPlane,
+                                                                    project: str) -> None:
+    _policy(as_user(controlplane, "bob"), project, "pii")
+    wait_until(lambda: _policy(as_user(controlplane, "carol"), project, "pii-admin") or True, timeout=30,
+               what="the admin role to be allowed to write MaskingPolicies (aggregation)")
+    for user in ("alice", "dave", "erin"):
+        api = as_user(controlplane, user)
+        assert api.get_namespaced_custom_object(GROUP, VERSION, project, "maskingpolicies", "pii")["spec"]
+        with pytest.raises(client.ApiException) as info:
+            _policy(api, project, f"{user}-policy")
+        assert info.value.status == 403
+        with pytest.raises(client.ApiException) as patched:
+            api.patch_namespaced_custom_object(GROUP, VERSION, project, "maskingpolicies", "pii",
+                                               {"spec": {"unclassified": "Allow"}})
+        assert patched.value.status == 403

@@ -3,11 +3,13 @@ tags find them; drop_branch removes them for sure."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from envbranch import postgres as engine
 from envbranch_testing.postgres import Postgres, Role
@@ -172,6 +174,47 @@ def test_no_other_role_may_connect_while_the_copy_is_made(rich_source: tuple[Pos
         engine.drop_branch(server, db, role, uid)
         with pg.connect() as conn:
             conn.execute(f'DROP ROLE IF EXISTS "other_{uid[:8]}"')
+
+
+@pytest.mark.parametrize("theirs", [None, "another environment"])
+def test_a_role_not_tagged_ours_is_never_taken_over(postgres: Postgres, theirs: str | None) -> None:
+    """The postgres layer itself refuses (not only branching's check before it): a role of the branch's
+    name that is someone else's, untagged or another UID's, keeps its password, LOGIN and comment."""
+    server, uid = admin_server(postgres), str(uuid.uuid4())
+    role = f"taken_{uid[:8]}_owner"
+    comment = engine.tags.tag_for(str(uuid.uuid4()), None) if theirs else None
+    with postgres.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'theirs-pw'").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(role), sql.Literal(comment)))
+    try:
+        with pytest.raises(engine.NotOurs):
+            engine.create_owner_role(server, role, uid)
+        with pytest.raises(engine.NotOurs):
+            engine.create_branch_role(server, role, uid)
+        postgres.connect(role=Role(role, "theirs-pw")).close()  # its password still works
+        with postgres.connect() as conn:
+            assert engine.tags.role_uid(conn, role) == (engine.tags._uid(comment) if comment else None)
+            assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (role,)).fetchone() == (True,)
+    finally:
+        with postgres.connect() as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_tags_name_the_cluster_of_the_server_they_are_written_through(postgres: Postgres) -> None:
+    """The cluster comes with the Server (the operator's context sets it), never from a module global:
+    a server without one writes plain tags in the same process."""
+    cluster, uid = str(uuid.uuid4()), str(uuid.uuid4())
+    ours = dataclasses.replace(admin_server(postgres), cluster=cluster)
+    role, plain = f"clu_{uid[:8]}_owner", f"clu_{uid[:8]}_plain"
+    engine.create_owner_role(ours, role, uid)
+    engine.create_owner_role(admin_server(postgres), plain, uid)
+    try:
+        found = {t.name: t for t in engine.find_tagged(ours) if t.uid == uid}
+        assert found[role].cluster == cluster and found[plain].cluster is None
+        assert found[role].foreign_to(str(uuid.uuid4())) and not found[role].foreign_to(cluster)
+    finally:
+        engine.drop_role(ours, role, uid)
+        engine.drop_role(ours, plain, uid)
 
 
 def test_the_password_reaches_the_server_only_as_a_scram_verifier(postgres_each: Postgres) -> None:

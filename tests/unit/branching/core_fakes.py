@@ -1,5 +1,6 @@
 """In-memory fakes of the reconcile core's ports: the Kubernetes calls in kube/ and the PostgreSQL
-calls in branching/database.py. The core runs unchanged against them, in milliseconds."""
+calls in branching/database.py. The core runs unchanged against them, in milliseconds, with an
+OperatorContext of its own (settings, copy lane, caches) that each fake port checks it is handed."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import pytest
 from kubernetes import client
 
 from envbranch import postgres as engine
-from envbranch import settings
 from envbranch.api import common
-from envbranch.branching import connection, copy_lane, database, environment
+from envbranch.branching import connection, database, environment
+from envbranch.branching.context import OperatorContext
 from envbranch.branching.errors import StepFailed
 from envbranch.kube import configuration, events, namespaces, resources
+from envbranch.kube.client import KubeClient
+from envbranch.settings import OperatorSettings
 
 PROJECT = "shop"
 SERVER = "main"
@@ -225,7 +228,8 @@ class FakePostgres:
 
     def clone(self, project: str, *, source_server: str, source_database: str, server: str, database: str,
               mode: str, strategy: str, uid: str, progress: Callable[[str, int], None], owner: str | None = None,
-              dump: bool = True) -> dict[str, Any]:
+              dump: bool = True, masking: object = None) -> dict[str, Any]:
+        self.cloned_with_masking = masking
         if self.lane_only and not dump:
             raise engine.DumpNeeded()
         self._maybe_fail("clone")
@@ -270,8 +274,8 @@ class FakePostgres:
 class World:
     """A project namespace with one Ready DatabaseServer; helpers to add Environments and reconcile."""
 
-    def __init__(self, kube: FakeKube, pg: FakePostgres) -> None:
-        self.kube, self.pg = kube, pg
+    def __init__(self, kube: FakeKube, pg: FakePostgres, ctx: OperatorContext) -> None:
+        self.kube, self.pg, self.ctx = kube, pg, ctx
         self.add_server(SERVER)
 
     def add_server(self, name: str, *, ready: bool = True, adoptable: list[str] | None = None) -> None:
@@ -320,28 +324,41 @@ class World:
         meta.update(fields)
 
     def reconcile(self, name: str, retry: int = 0) -> None:
-        environment.reconcile_environment(self.env(name), retry)
+        environment.reconcile_environment(self.ctx, self.env(name), retry)
 
     def delete(self, name: str) -> None:
-        environment.delete_environment(self.env(name))
+        environment.delete_environment(self.ctx, self.env(name))
+
+
+def fake_context() -> OperatorContext:
+    """A context of its own: fault injection on, one copy slot, an API client never connected."""
+    return OperatorContext.build(OperatorSettings(fault_injection=True, source_wait=5, copy_concurrency=1),
+                                 KubeClient())
+
+
+def _port(fake: Callable[..., Any], handed: object) -> Callable[..., Any]:
+    """A fake port function that checks it was handed the context's object (the API client, or the
+    context itself) as its first argument, then does the fake's work."""
+    def call(first: object, *args: Any, **kwargs: Any) -> Any:
+        assert first is handed, f"{fake.__name__} was handed {first!r}, not the world's"
+        return fake(*args, **kwargs)
+    return call
 
 
 def install(monkeypatch: pytest.MonkeyPatch) -> World:
     """Route every port the core calls to a new fake cluster and fake PostgreSQL."""
-    kube, pg = FakeKube(), FakePostgres()
+    kube, pg, ctx = FakeKube(), FakePostgres(), fake_context()
     for name in ("get", "list_in", "patch_status", "delete", "patch"):
-        monkeypatch.setattr(resources, name, getattr(kube, name))
+        monkeypatch.setattr(resources, name, _port(getattr(kube, name), ctx.kube))
     for name in ("read_namespace", "create_namespace", "delete_namespace", "namespace_gone"):
-        monkeypatch.setattr(namespaces, name, getattr(kube, name))
+        monkeypatch.setattr(namespaces, name, _port(getattr(kube, name), ctx.kube))
     for name in ("list_labelled", "read", "create", "replace", "gone"):
-        monkeypatch.setattr(configuration, name, getattr(kube, name))
-    monkeypatch.setattr(configuration, "delete", kube.delete_config)
-    monkeypatch.setattr(events, "emit", kube.emit)
-    monkeypatch.setattr(connection, "server_info", pg.server_info)
+        monkeypatch.setattr(configuration, name, _port(getattr(kube, name), ctx.kube))
+    monkeypatch.setattr(configuration, "delete", _port(kube.delete_config, ctx.kube))
+    monkeypatch.setattr(events, "emit", _port(kube.emit, ctx.kube))
+    monkeypatch.setattr(connection, "server_info", _port(pg.server_info, ctx))
     for name in ("require_database", "public_can_connect", "tagged_uid", "create_owner_role",
                  "create_empty", "clone", "role_exists", "create_role", "drop_database", "drop_role", "untag",
                  "hand_over", "find_refresh", "swap", "rename", "allow_connections"):
-        monkeypatch.setattr(database, name, getattr(pg, name))
-    monkeypatch.setattr(settings, "current", settings.OperatorSettings(fault_injection=True, source_wait=5))
-    monkeypatch.setattr(copy_lane, "LANE", copy_lane.CopyLane(slots=1))
-    return World(kube, pg)
+        monkeypatch.setattr(database, name, _port(getattr(pg, name), ctx))
+    return World(kube, pg, ctx)

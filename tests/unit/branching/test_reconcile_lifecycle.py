@@ -138,7 +138,7 @@ def test_retain_of_a_never_active_environment_removes_its_partial_work(world: Wo
 
 def test_ttl_expiry_deletes_the_environment(world: World) -> None:
     body = world.add_env("production", {"ttl": "1h"})
-    environment.expire_environment(body, "1h")
+    environment.expire_environment(world.ctx, body, "1h")
     assert ("production", "Expired", "ttl 1h has passed: deleting the environment", False) in world.kube.events
     assert ("environments", PROJECT, "production") not in world.kube.objects
 

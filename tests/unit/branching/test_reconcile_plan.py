@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from core_fakes import PROJECT, SERVER, World
 
+from envbranch.api import common
 from envbranch.branching.errors import Waiting
+from envbranch.kube import resources
 
 
 def test_a_branch_waits_for_a_source_that_does_not_exist_yet(world: World) -> None:
@@ -123,3 +125,65 @@ def test_recorded_names_are_reused(world: World) -> None:
     world.reconcile("production")
     assert world.status("production")["database"]["name"] == "legacy_db"
     assert (SERVER, "legacy_role") in world.pg.roles
+
+
+def test_a_full_branch_of_a_personal_data_root_without_masking_fails_and_makes_nothing(world: World) -> None:
+    root = world.add_active_source()
+    root["spec"]["personalData"] = True
+    world.add_env("feature", {"source": "production", "mode": "Full"})
+    world.reconcile("feature")
+    status = world.status("feature")
+    assert status["phase"] == "Failed" and world.condition("feature", "Ready")["reason"] == "MaskingRequired"
+    assert "spec.database.masking" in world.condition("feature", "Ready")["message"]
+    assert "inventory" not in status and not world.kube.namespaces and not world.pg.databases
+    # Schema only holds no rows: allowed; its status says it holds no personal data.
+    world.add_env("schema-only", {"source": "production", "mode": "System"})
+    world.reconcile("schema-only")
+    assert world.status("schema-only")["phase"] == "Active"
+
+
+def test_masking_is_required_down_unmasked_full_branches_of_a_root_marked_later(world: World) -> None:
+    root = world.add_active_source()
+    world.add_env("staging", {"source": "production", "mode": "Full"})
+    world.reconcile("staging")
+    assert world.status("staging")["phase"] == "Active"
+    root["spec"]["personalData"] = True  # marked after staging copied the rows unmasked
+    world.add_env("from-staging", {"source": "staging", "mode": "Full"})
+    world.reconcile("from-staging")
+    assert world.condition("from-staging", "Ready")["reason"] == "MaskingRequired"
+    assert "staging" in world.condition("from-staging", "Ready")["message"]
+
+
+def test_a_masked_source_is_inherited_and_may_be_copied_as_it_is(world: World) -> None:
+    world.add_env("masked", {"source": "production", "mode": "Full"}, status={
+        "phase": "Active", "namespace": f"{PROJECT}-masked",
+        "database": {"server": SERVER, "name": f"{PROJECT}_masked"}, "masking": {"policy": "pii", "columns": 3}})
+    world.add_env("child", {"source": "masked", "mode": "Full"})
+    world.reconcile("child")
+    status = world.status("child")
+    assert status["phase"] == "Active", status
+    assert status["masking"] == {"policy": "pii", "columns": 3, "inherited": True}
+    assert world.condition("child", "DataMasked")["reason"] == "Inherited"
+    assert world.pg.cloned_with_masking is None  # nothing masked twice: the source's rows are masked already
+
+
+def test_a_masked_branch_waits_for_its_policy_and_key_and_refuses_a_short_key(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.add_active_source()
+    world.add_env("qa", {"source": "production", "mode": "Full", "database": {"masking": "pii"}})
+    with pytest.raises(Waiting) as wait:
+        world.reconcile("qa")
+    assert wait.value.reason == "MaskingPolicyNotFound"
+    world.kube.objects[(common.MASKINGPOLICIES, PROJECT, "pii")] = {
+        "metadata": {"name": "pii"}, "spec": {"keySecretRef": {"name": "masking-key"}}}
+    secrets: dict[str, dict[str, bytes]] = {}
+    monkeypatch.setattr(resources, "read_values", lambda kube, kind, ns, name, keys: secrets.get(name))
+    with pytest.raises(Waiting) as wait:
+        world.reconcile("qa")
+    assert wait.value.reason == "MaskingKeyNotFound"
+    secrets["masking-key"] = {"key": b"tooshort-secret"}
+    world.reconcile("qa")
+    ready = world.condition("qa", "Ready")
+    assert world.status("qa")["phase"] == "Failed" and ready["reason"] == "MaskingKeyInvalid"
+    assert "tooshort" not in ready["message"] and "at least 16 bytes" in ready["message"]
+    assert not world.kube.namespaces and not world.pg.databases

@@ -4,6 +4,7 @@ schedule's clock."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -11,7 +12,6 @@ import pytest
 from core_fakes import PROJECT, SERVER, World
 
 from envbranch import postgres as engine
-from envbranch import settings
 from envbranch.api.environment import RefreshStatus
 from envbranch.branching import refresh, schedule
 from envbranch.branching.errors import Transient, Waiting
@@ -22,10 +22,9 @@ FRESH, PREVIOUS = f"{CURRENT}___next", f"{CURRENT}___prev"
 
 
 @pytest.fixture
-def staging(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
+def staging(world: World) -> World:
     """An Active Full branch `staging` of an Active `production`, refreshes swapping without a grace."""
-    monkeypatch.setattr(settings, "current", settings.OperatorSettings(fault_injection=True, source_wait=5,
-                                                                       refresh_grace=0))
+    world.ctx.settings = dataclasses.replace(world.ctx.settings, refresh_grace=0)
     world.add_active_source()
     world.pg.databases[(SERVER, f"{PROJECT}_production")] = None
     world.add_env("staging", {"source": "production", "mode": "Full"})
@@ -156,8 +155,8 @@ def test_a_transient_copy_failure_is_retried_then_given_up(staging: World) -> No
     assert staging.status("staging")["refresh"]["stage"] == "Failed" and _databases(staging) == [CURRENT]
 
 
-def test_the_swap_waits_for_the_grace_period(staging: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings, "current", settings.OperatorSettings(source_wait=5, refresh_grace=30))
+def test_the_swap_waits_for_the_grace_period(staging: World) -> None:
+    staging.ctx.settings = dataclasses.replace(staging.ctx.settings, refresh_grace=30)
     _ask(staging, "graceful")
     with pytest.raises(Waiting) as wait:
         staging.reconcile("staging")
@@ -208,14 +207,14 @@ def _scheduled(world: World, cron: str, annotations: dict[str, str] | None = Non
 
 def test_the_schedule_asks_for_a_refresh_when_due_and_catches_up_once(world: World) -> None:
     body = _scheduled(world, "0 3 * * *")
-    wait = schedule.tick(body, now=dt.datetime(2030, 1, 1, 2, 59, 55, tzinfo=dt.UTC))
+    wait = schedule.tick(world.ctx, body, now=dt.datetime(2030, 1, 1, 2, 59, 55, tzinfo=dt.UTC))
     assert wait == 5 and world.status("nightly")["nextRefresh"] == "2030-01-01T03:00:00Z"
     assert "envbranch.io/refresh-scheduled" not in world.env("nightly")["metadata"]["annotations"]
     # Down for three nights: one refresh, for the last time due.
-    schedule.tick(world.env("nightly"), now=dt.datetime(2030, 1, 4, 5, 0, tzinfo=dt.UTC))
+    schedule.tick(world.ctx, world.env("nightly"), now=dt.datetime(2030, 1, 4, 5, 0, tzinfo=dt.UTC))
     assert world.env("nightly")["metadata"]["annotations"]["envbranch.io/refresh-scheduled"] == "2030-01-04T03:00:00Z"
     assert world.status("nightly")["nextRefresh"] == "2030-01-05T03:00:00Z"
-    run = Run(world.env("nightly"))
+    run = Run(world.ctx, world.env("nightly"))
     assert refresh.wanted(run) == (None, "2030-01-04T03:00:00Z")
 
 
@@ -230,7 +229,7 @@ def test_last_refresh_names_what_asked_for_it(staging: World) -> None:
 
 
 def test_an_impossible_schedule_is_reported(world: World) -> None:
-    schedule.tick(_scheduled(world, "0 0 31 2 *"), now=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    schedule.tick(world.ctx, _scheduled(world, "0 0 31 2 *"), now=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
     cond = world.condition("nightly", "Refreshed")
     assert (cond["status"], cond["reason"]) == ("False", "InvalidSchedule") and "0 0 31 2 *" in cond["message"]
 

@@ -11,7 +11,7 @@ from envbranch.branching.run import Run
 
 
 def _run(world: World) -> Run:
-    return Run(world.add_env("production", status={"phase": "Branching", "namespace": "shop-production"}))
+    return Run(world.ctx, world.add_env("production", status={"phase": "Branching", "namespace": "shop-production"}))
 
 
 def test_a_field_the_status_does_not_have_is_an_error(world: World) -> None:
@@ -44,5 +44,5 @@ def test_conditions_are_models_written_whole(world: World) -> None:
     assert set(patch["conditions"][0]) == {"type", "status", "reason", "message", "lastTransitionTime",
                                            "observedGeneration"}
     patches = len(world.kube.patches)
-    Run(world.env("production")).set_phase("Active", "Active", "root environment")
+    Run(world.ctx, world.env("production")).set_phase("Active", "Active", "root environment")
     assert len(world.kube.patches) == patches

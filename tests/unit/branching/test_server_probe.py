@@ -16,10 +16,10 @@ def test_an_unchanged_probe_writes_nothing(world: World, monkeypatch: pytest.Mon
                             "fileCopyClone": False,
                             "tls": {"encrypted": False, "protocol": None, "verified": "None",
                                     "clientCertificate": False}}
-    monkeypatch.setattr(connection, "probe", lambda project, name: (True, "Connected", "PostgreSQL 18.1", caps))
-    monkeypatch.setattr(servers, "protect_admin_secret", lambda body: None)
+    monkeypatch.setattr(connection, "probe", lambda ctx, project, name: (True, "Connected", "PostgreSQL 18.1", caps))
+    monkeypatch.setattr(servers, "protect_admin_secret", lambda kube, body: None)
     world.kube.objects[("databaseservers", PROJECT, SERVER)]["status"] = {}
     for _ in range(3):
-        servers.probe_server(world.kube.objects[("databaseservers", PROJECT, SERVER)])
+        servers.probe_server(world.ctx, world.kube.objects[("databaseservers", PROJECT, SERVER)])
     assert len(world.kube.patches) == 1
     assert "protocol" not in world.kube.objects[("databaseservers", PROJECT, SERVER)]["status"]["tls"]

@@ -10,7 +10,7 @@ from typing import Any
 from envbranch import postgres as engine
 from envbranch.api import common
 from envbranch.api.environment import Strategy
-from envbranch.branching import copy_lane, database
+from envbranch.branching import database
 from envbranch.branching.errors import Waiting
 from envbranch.branching.run import Run
 from envbranch.branching.step import Plan
@@ -23,28 +23,33 @@ def clone(run: Run, plan: Plan, condition: str = common.CONDITION_DATABASE_READY
           progress: tuple[str, int, int] = ("database", 20, 80)) -> dict[str, Any]:
     """The clone of the source into `plan.database`: its result (strategy, bytes, seconds); Waiting
     while the lane still has it, said in `condition`. Progress goes to `progress` (step, from, to).
-    A refresh's new copy is made here too, so whatever a branch's copy does, a refresh does again."""
-    job = copy_lane.LANE.get(run.uid)
+    A refresh's new copy is made here too, so whatever a branch's copy does (masking), a refresh does
+    again."""
+    lane = run.ctx.copy_lane
+    job = lane.get(run.uid)
+    masked = plan.masking is not None and plan.masking.engine is not None
     if job is None:
         copy = _copier(run, plan, progress)
         try:
             # A schema-only Dump is short: only a Full one goes to the lane.
-            return copy(run.spec.database.strategy if run.spec.database else "Auto", run.spec.mode == "System")
+            strategy: Strategy = run.spec.database.strategy if run.spec.database else "Auto"
+            # Masking happens in the Dump's read: a masked copy of an unmasked source is a Dump.
+            return copy("Dump" if masked else strategy, run.spec.mode == "System")
         except engine.DumpNeeded:
-            job = copy_lane.LANE.submit(run.uid, lambda: copy("Dump", True))
+            job = lane.submit(run.uid, lambda: copy("Dump", True))
         # A small copy is done within a moment: waiting that long here spares it a retry's delay.
         job.finished.wait(COPY_INLINE_S)
     if not job.done:
         if job.state == "queued":
             reason = "WaitingForCopySlot"
-            message = (f"waiting for a copy slot: the operator runs {copy_lane.LANE.slots} long copies at "
+            message = (f"waiting for a copy slot: the operator runs {lane.slots} long copies at "
                        "once (--copy-concurrency)")
         else:
             reason, message = "Copying", f"copying {plan.source_database} into {plan.database} (Dump)"
         run.pending_progress = None  # the copy reports its own progress
         run.write(conditions=run.conditions_with((condition, False, reason, message)))
         raise Waiting(reason, message, COPY_POLL_S)
-    copy_lane.LANE.forget(run.uid)
+    lane.forget(run.uid)
     return job.outcome()
 
 
@@ -53,6 +58,7 @@ def _copier(run: Run, plan: Plan, progress: tuple[str, int, int]) -> Callable[[S
     flood the API server)."""
     assert plan.source_server and plan.source_database and run.spec.mode
     source_server, source_database, mode = plan.source_server, plan.source_database, run.spec.mode
+    masking = plan.masking.engine if plan.masking else None
     last = [time.monotonic()]
     step_name, low, high = progress
 
@@ -62,8 +68,8 @@ def _copier(run: Run, plan: Plan, progress: tuple[str, int, int]) -> Callable[[S
             run.progress(step_name, low + percent * (high - low) // 100)
 
     def copy(strategy: Strategy, dump: bool) -> dict[str, Any]:
-        return database.clone(run.project, source_server=source_server, source_database=source_database,
+        return database.clone(run.ctx, run.project, source_server=source_server, source_database=source_database,
                               server=plan.server_name, database=plan.database, mode=mode, strategy=strategy,
-                              uid=run.uid, progress=report, owner=plan.role, dump=dump)
+                              uid=run.uid, progress=report, owner=plan.role, dump=dump, masking=masking)
 
     return copy

@@ -17,15 +17,15 @@ def make(run: Run, plan: Plan) -> None:
     flags = run.spec.copy_flags.model_dump(by_alias=True) if run.spec.copy_flags else {}
     if plan.parent is None:
         return
-    to_copy, never = config_copy.planned_copies(plan.parent["status"]["namespace"], flags)
+    to_copy, never = config_copy.planned_copies(run.ctx.kube, plan.parent["status"]["namespace"], flags)
     report = config_copy.CopyReport(copied={flag: 0 for flag, on in flags.items() if on})
     for kind, obj, category in to_copy:
         name = obj["metadata"]["name"]
         hooks.inject_fault(run, f"configuration/{category}")
         run.record(Entry(kind, name, namespace=plan.namespace))
         body, rotated = config_copy.copy_body(kind, obj, run.labels, category)
-        if not configuration.create(kind, plan.namespace, body) and \
-                not run.owns(configuration.read(kind, plan.namespace, name)):
+        if not configuration.create(run.ctx.kube, kind, plan.namespace, body) and \
+                not run.owns(configuration.read(run.ctx.kube, kind, plan.namespace, name)):
             raise StepFailed("configuration", "ConfigConflict",
                              f"{kind} {name} already exists in {plan.namespace} and is not a copy")
         flag = config_copy.CATEGORY_FLAGS[category]
@@ -54,9 +54,10 @@ def undo(run: Run, entry: Entry) -> None:
     """A ConfigMap or Secret is deleted only when it is ours (owns), and waited for."""
     assert entry.namespace
     kind: Kind = "ConfigMap" if entry.kind == "ConfigMap" else "Secret"
-    if run.owns(configuration.read(kind, entry.namespace, entry.name)):
-        configuration.delete(kind, entry.namespace, entry.name)
-        watch.wait_for(lambda: configuration.gone(kind, entry.namespace or "", entry.name),
+    kube = run.ctx.kube
+    if run.owns(configuration.read(kube, kind, entry.namespace, entry.name)):
+        configuration.delete(kube, kind, entry.namespace, entry.name)
+        watch.wait_for(lambda: configuration.gone(kube, kind, entry.namespace or "", entry.name),
                           f"{entry.describe()} to go")
 
 

@@ -29,17 +29,18 @@ def make(run: Run, plan: Plan) -> None:
     secret_name = common.credentials_secret_name(run.name)
     run.record(Entry("Role", plan.role, server=plan.server_name))
     run.record(Entry("Secret", secret_name, namespace=plan.namespace))
-    existing = config_objects.read("Secret", plan.namespace, secret_name)
+    kube = run.ctx.kube
+    existing = config_objects.read(kube, "Secret", plan.namespace, secret_name)
     if existing is not None and not run.owns(existing):
         raise StepFailed("credentials", "SecretConflict", f"Secret {secret_name} already exists in "
                          f"{plan.namespace} and is not this environment's")
-    if existing is None or not database.role_exists(run.project, plan.server_name, plan.role):
-        password = database.create_role(run.project, plan.server_name, plan.database, plan.role, run.uid)
+    if existing is None or not database.role_exists(run.ctx, run.project, plan.server_name, plan.role):
+        password = database.create_role(run.ctx, run.project, plan.server_name, plan.database, plan.role, run.uid)
         body = credentials_secret(secret_name, run.server, plan.database, plan.role, password,
                                            labels=run.labels)
-        if not config_objects.create("Secret", plan.namespace, body):
+        if not config_objects.create(kube, "Secret", plan.namespace, body):
             # Ours (checked above) from an attempt that stopped before the role was made.
-            config_objects.replace("Secret", plan.namespace, secret_name, body)
+            config_objects.replace(kube, "Secret", plan.namespace, secret_name, body)
         run.event("CredentialsCreated", f"role {plan.role} and Secret {secret_name} created")
     run.write(credentials_secret=secret_name, conditions=run.conditions_with(
         (common.CONDITION_CREDENTIALS_READY, True, "Created", f"Secret {secret_name} holds the credentials")))
@@ -48,7 +49,7 @@ def make(run: Run, plan: Plan) -> None:
 def seal(run: Run, plan: Plan, role: str) -> None:
     """A sealed environment: its role (made NOLOGIN by the database step) owns everything, no role is
     granted CONNECT, and no credentials Secret exists: only the operator's admin connects."""
-    database.hand_over(run.project, plan.server_name, plan.database, role, sealed=True)
+    database.hand_over(run.ctx, run.project, plan.server_name, plan.database, role, sealed=True)
     run.write(credentials_secret=None, conditions=run.conditions_with(
         (common.CONDITION_CREDENTIALS_READY, True, "Sealed",
          "sealed: no credentials are handed out and no role may log in to the database")))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from envbranch import metrics
 from envbranch import postgres as engine
 from envbranch.api import common
-from envbranch.api.environment import DatabaseStatus
+from envbranch.api.environment import DatabaseStatus, MaskingStatus
 from envbranch.branching import database, watch
 from envbranch.branching.inventory import Entry
 from envbranch.branching.run import Run
@@ -20,16 +20,17 @@ def make(run: Run, plan: Plan) -> None:
         return
     done = run.status.database
     if done is not None and done.name == plan.database and done.strategy and \
-            database.tagged_uid(run.project, plan.server_name, plan.database) == run.uid:
+            database.tagged_uid(run.ctx, run.project, plan.server_name, plan.database) == run.uid:
         return
     if plan.role is not None:
         # The role first, tagged: the database is born owned by it, so even a crash right after
         # CREATE DATABASE leaves nothing that cannot be recognised as this environment's.
         run.record(Entry("Role", plan.role, server=plan.server_name))
-        database.create_owner_role(run.project, plan.server_name, plan.role, run.uid)
+        database.create_owner_role(run.ctx, run.project, plan.server_name, plan.role, run.uid)
     run.record(Entry("Database", plan.database, server=plan.server_name))
     if plan.parent is None:
-        result = database.create_empty(run.project, plan.server_name, plan.database, run.uid, owner=plan.role)
+        result = database.create_empty(run.ctx, run.project, plan.server_name, plan.database, run.uid,
+                                         owner=plan.role)
     else:
         result = clone.clone(run, plan)
     watch.raise_if_deleted(run)
@@ -37,15 +38,33 @@ def make(run: Run, plan: Plan) -> None:
               f"database {plan.database} on {plan.server_name}: {result['strategy']}, "
               f"{result['bytes']} bytes in {result['seconds']}s")
     metrics.BYTES_COPIED.labels(result["strategy"]).inc(result["bytes"])
+    ready = (common.CONDITION_DATABASE_READY, True, "Cloned" if plan.parent else "Created",
+             f"database {plan.database} ready ({result['strategy']})")
     run.write(database=DatabaseStatus(server=plan.server_name, name=plan.database, **result),
-              conditions=run.conditions_with((common.CONDITION_DATABASE_READY, True,
-                                              "Cloned" if plan.parent else "Created",
-                                              f"database {plan.database} ready ({result['strategy']})")))
+              conditions=run.conditions_with(ready, *report_masking(run, plan)), masking=masking_status(plan))
+
+
+def masking_status(plan: Plan) -> MaskingStatus | None:
+    """Which policy masked the rows and how many columns; never the key."""
+    mask = plan.masking
+    return MaskingStatus(policy=mask.policy, columns=mask.columns,
+                         inherited=True if mask.engine is None else None) if mask else None
+
+
+def report_masking(run: Run, plan: Plan) -> list[tuple[str, bool, str, str]]:
+    """The DataMasked condition and its Event, for a masked branch."""
+    mask = plan.masking
+    if mask is None:
+        return []
+    how = "inherited from the masked source" if mask.engine is None else "masked while the source was read"
+    message = f"{mask.columns} columns masked by MaskingPolicy {mask.policy} ({how})"
+    run.event("DataMasked", message)
+    return [(common.CONDITION_DATA_MASKED, True, "Inherited" if mask.engine is None else "Masked", message)]
 
 
 def adopt(run: Run, plan: Plan) -> None:
-    database.require_database(run.project, plan.server_name, plan.database)
-    if database.public_can_connect(run.project, plan.server_name, plan.database):
+    database.require_database(run.ctx, run.project, plan.server_name, plan.database)
+    if database.public_can_connect(run.ctx, run.project, plan.server_name, plan.database):
         run.event("PublicConnect", f"every role may CONNECT to the adopted database {plan.database}, "
                   "branch roles included: REVOKE CONNECT ON DATABASE … FROM PUBLIC", warning=True)
     run.write(database=DatabaseStatus(server=plan.server_name, name=plan.database, strategy="Adopted"),
@@ -58,7 +77,7 @@ def undo(run: Run, entry: Entry) -> None:
     assert entry.server
     drop = database.drop_database if entry.kind == "Database" else database.drop_role
     try:
-        drop(run.project, entry.server, entry.name, run.uid)
+        drop(run.ctx, run.project, entry.server, entry.name, run.uid)
     except engine.NotOurs:
         # Recorded before a conflict was found: the name belongs to someone else; leave it be.
         run.event("NotOurs", f"{entry.describe()} is not this environment's: left in place", warning=True)

@@ -23,11 +23,11 @@ def make(run: Run, plan: Plan) -> None:
             "databaseName": plan.database, "credentialsSecret": common.credentials_secret_name(run.name)}
     body = {"metadata": {"name": NAME, "labels": run.labels}, "data": data}
     run.record(Entry("ConfigMap", NAME, namespace=plan.namespace))
-    if not config_objects.create("ConfigMap", plan.namespace, body):
-        if not run.owns(config_objects.read("ConfigMap", plan.namespace, NAME)):
+    if not config_objects.create(run.ctx.kube, "ConfigMap", plan.namespace, body):
+        if not run.owns(config_objects.read(run.ctx.kube, "ConfigMap", plan.namespace, NAME)):
             raise StepFailed("credentials", "ConfigConflict", f"ConfigMap {NAME} already "
                              f"exists in {plan.namespace} and is not this environment's")
-        config_objects.replace("ConfigMap", plan.namespace, NAME, body)
+        config_objects.replace(run.ctx.kube, "ConfigMap", plan.namespace, NAME, body)
 
 
 STEP = Step("registration", make, part_of="credentials", undo={"ConfigMap": configuration.undo})

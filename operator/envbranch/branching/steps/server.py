@@ -8,7 +8,7 @@ from envbranch.branching.step import Plan, Step
 
 
 def make(run: Run, plan: Plan) -> None:
-    run.server = connection.server_info(run.project, plan.server_name)
+    run.server = connection.server_info(run.ctx, run.project, plan.server_name)
 
 
 STEP = Step("server", make, part_of="namespace")

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from envbranch import settings
 from envbranch.api import common
-from envbranch.branching import database
+from envbranch.branching import database, masking
 from envbranch.branching.conditions import get_condition
 from envbranch.branching.errors import Invalid, Waiting
 from envbranch.branching.run import Run
@@ -46,24 +45,29 @@ def plan(run: Run) -> Plan:
     else:
         dbname = run.named("Database", server_name) or database.branch_database_name(run.project, run.name)
         role = run.named("Role", server_name) or database.branch_role_name(run.project, run.name)
+    mask_plan = masking.plan_masking(run.ctx, run.project, db_spec.masking if db_spec else None, spec.mode, parent,
+                                     (source_server, source_database))
+    if mask_plan and mask_plan.engine and db_spec and db_spec.strategy == "Template":
+        raise Invalid("MaskingNeedsDump", "strategy Template copies the source's rows as they are: a masked "
+                      "branch of an unmasked source is always a Dump (use Auto or Dump)")
     return Plan(namespace=ns, adopt_namespace=bool(spec.namespace), server_name=server_name, database=dbname,
                 adopt_database=bool(db_spec and db_spec.name), role=role,
-                parent=parent, source_server=source_server, source_database=source_database)
+                parent=parent, source_server=source_server, source_database=source_database, masking=mask_plan)
 
 
 def source_of(run: Run, source: str) -> dict[str, Any]:
     """The source Environment, pinned by UID, once it exists and is Active."""
     if source == run.name:
         raise Invalid("InvalidSource", "spec.source names this Environment itself")
-    parent = resources.get(resources.ENVIRONMENTS, run.project, source)
+    parent = resources.get(run.ctx.kube, resources.ENVIRONMENTS, run.project, source)
     if parent is None:
         raise Waiting("SourceNotFound", f"waiting for source Environment {source!r} "
-                      f"to exist in namespace {run.project}", settings.current.source_wait)
+                      f"to exist in namespace {run.project}", run.ctx.settings.source_wait)
     pin_parent(run, parent)
     phase = (parent.get("status") or {}).get("phase")
     if phase != common.PHASE_ACTIVE:
         raise Waiting("SourceNotReady", f"waiting for source Environment {source!r} to be Active "
-                      f"(it is {phase or 'Pending'})", settings.current.source_wait)
+                      f"(it is {phase or 'Pending'})", run.ctx.settings.source_wait)
     return parent
 
 
@@ -71,7 +75,7 @@ def check_display_name(run: Run) -> None:
     wanted = run.spec.display_name
     if not wanted:
         return
-    for other in resources.list_in(resources.ENVIRONMENTS, run.project):
+    for other in resources.list_in(run.ctx.kube, resources.ENVIRONMENTS, run.project):
         meta = other["metadata"]
         if meta["uid"] != run.uid and (other.get("spec") or {}).get("displayName", "").lower() == wanted.lower():
             raise Invalid("DisplayNameTaken", f"display name {wanted!r} is already used by Environment "
@@ -79,7 +83,7 @@ def check_display_name(run: Run) -> None:
 
 
 def only_server(run: Run) -> str:
-    servers = resources.list_in(resources.DATABASESERVERS, run.project)
+    servers = resources.list_in(run.ctx.kube, resources.DATABASESERVERS, run.project)
     if len(servers) != 1:
         raise Invalid("ServerRequired", "spec.database.serverRef is required: namespace "
                       f"{run.project} has {len(servers)} DatabaseServers")
@@ -108,13 +112,13 @@ def check_adoptable(server: dict[str, Any], name: str) -> None:
 
 
 def require_server_ready(run: Run, server_name: str) -> dict[str, Any]:
-    server = resources.get(resources.DATABASESERVERS, run.project, server_name)
+    server = resources.get(run.ctx.kube, resources.DATABASESERVERS, run.project, server_name)
     if server is None:
         raise Waiting("ServerNotFound", f"waiting for DatabaseServer {server_name!r} in namespace "
-                      f"{run.project}", settings.current.source_wait)
+                      f"{run.project}", run.ctx.settings.source_wait)
     ready = get_condition(common.conditions_of(server), common.CONDITION_READY)
     if not ready or ready.status != "True":
         why = ready.message if ready else "not probed yet"
         raise Waiting("ServerNotReady", f"waiting for DatabaseServer {server_name!r} to be Ready: {why}",
-                      settings.current.source_wait)
+                      run.ctx.settings.source_wait)
     return server

@@ -1,13 +1,9 @@
-"""The chart's Argo CD health checks on gopher-lua, the Lua VM Argo CD embeds, set up as Argo CD's
-util/lua sets it up (hack/argocd-health): only the package, base, table and a safe os library — no
-string or math library, which lupa's full Lua 5.1 (test_health_lua.py) would let a script use —
-integers as Kubernetes' unstructured objects hold them, an unknown status turned into Unknown.
-
-Argo CD's own util/lua is not what runs here: built from github.com/argoproj/argo-cd/v3 (v3.5.7; 3.6
-needs Go 1.27), its requirement github.com/argoproj/argo-cd/gitops-engine v0.7.1-0.20250908182407-
-97ad5b59a627 is only a `replace => ./gitops-engine` inside Argo CD's repository, which the module
-proxy does not serve ("This module version is not available"); the same commit under its old path,
-github.com/argoproj/gitops-engine, fails with "use of internal package ... not allowed"."""
+"""The chart's Argo CD health checks run by Argo CD itself: hack/argocd-health calls util/lua's
+VM.ExecuteHealthLua from github.com/argoproj/argo-cd/v3 v3.6.1 (built with Go 1.27.3 through
+GOTOOLCHAIN), the function Argo CD's application controller runs for a health customization. Its VM
+opens only the package, base, table and a safe os library — no string or math library, which lupa's
+full Lua 5.1 (test_health_lua.py) would let a script use — holds integers as Kubernetes' unstructured
+objects do, and turns an unknown status into Unknown."""
 
 from __future__ import annotations
 
@@ -18,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from envbranch_testing.tools import CHART, argocd_health, argocd_health_gopher
+from envbranch_testing.tools import CHART, argocd_health, argocd_health_upstream
 
 CAPTURED: dict[str, dict[str, Any]] = yaml.safe_load((Path(__file__).parent / "captured_status.yaml").read_text())
 
@@ -53,9 +49,9 @@ CASES = _cases()
 
 
 @pytest.fixture(scope="module")
-def gopher() -> dict[str, dict[str, str]]:
+def upstream() -> dict[str, dict[str, str]]:
     names = sorted(CASES)
-    return dict(zip(names, argocd_health_gopher([CASES[n] for n in names]), strict=True))
+    return dict(zip(names, argocd_health_upstream([CASES[n] for n in names]), strict=True))
 
 
 @pytest.mark.parametrize(("moment", "health", "says"), [
@@ -68,17 +64,17 @@ def gopher() -> dict[str, dict[str, str]]:
     ("server-ready", "Healthy", "PostgreSQL 18"),
     ("server-unreachable", "Degraded", "password authentication failed"),
 ])
-def test_captured_objects_on_argocds_vm(gopher: dict[str, dict[str, str]], moment: str, health: str,
+def test_captured_objects_on_argocds_vm(upstream: dict[str, dict[str, str]], moment: str, health: str,
                                         says: str) -> None:
-    assert "error" not in gopher[moment], gopher[moment]
-    assert gopher[moment]["status"] == health
-    assert says in gopher[moment]["message"]
+    assert "error" not in upstream[moment], upstream[moment]
+    assert upstream[moment]["status"] == health
+    assert says in upstream[moment]["message"]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_gopher_lua_and_lupa_agree(gopher: dict[str, dict[str, str]], case: str) -> None:
-    assert "error" not in gopher[case], gopher[case]
-    assert gopher[case] == {k: v for k, v in argocd_health(CASES[case]).items() if v}
+def test_argocd_and_lupa_agree(upstream: dict[str, dict[str, str]], case: str) -> None:
+    assert "error" not in upstream[case], upstream[case]
+    assert upstream[case] == {k: v for k, v in argocd_health(CASES[case]).items() if v}
 
 
 def test_a_script_that_needs_the_string_library_fails_as_in_argocd(tmp_path: Path) -> None:
@@ -90,7 +86,7 @@ def test_a_script_that_needs_the_string_library_fails_as_in_argocd(tmp_path: Pat
     saved = dict(tools.HEALTH_SCRIPTS)
     tools.HEALTH_SCRIPTS["Environment"] = script
     try:
-        result = argocd_health_gopher([{"kind": "Environment", "metadata": {"name": "x"}}])[0]
+        result = argocd_health_upstream([{"kind": "Environment", "metadata": {"name": "x"}}])[0]
     finally:
         tools.HEALTH_SCRIPTS.update(saved)
     assert "error" in result and "string" in result["error"]
