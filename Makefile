@@ -7,6 +7,12 @@ PY := $(VENV)/bin/python
 export ENVBRANCH_CACHE ?= $(HOME)/.cache/envbranch
 STATE := $(ENVBRANCH_CACHE)/local
 PYTEST_ARGS ?=
+# The suite's tests in parallel (pytest-xdist): each worker starts its own control plane, PostgreSQL and
+# operator when its tests first need them; a test file is one unit of work, the slow layers handed out
+# first (tests/conftest.py). Most of the time is spent waiting on servers, so more workers than CPUs
+# pay. TEST_WORKERS=0: everything in one process.
+TEST_WORKERS ?= 3
+XDIST_ARGS = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 DIST ?= dist
 
 .PHONY: help venv lint test test-unit test-integration test-e2e test-reliability controlplane tools \
@@ -44,20 +50,20 @@ crds: venv ## regenerate crds/ from the pydantic models in envbranch.api
 	$(PY) -m envbranch.api.crdgen crds
 	$(PY) -m envbranch.api.crdgen charts/envbranch/crds
 
-test: venv controlplane tools pg15 lint ## everything CI runs: lint, unit, integration, e2e and reliability tests
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+test: venv controlplane tools pg15 lint ## everything CI runs: lint, unit, integration, e2e and reliability tests (TEST_WORKERS in parallel)
+	$(VENV)/bin/pytest $(XDIST_ARGS) $(PYTEST_ARGS)
 
 test-unit: venv ## unit tests only (no servers)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: venv controlplane tools ## integration tests against the real API server and PostgreSQL
-	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/integration $(XDIST_ARGS) $(PYTEST_ARGS)
 
 test-e2e: venv controlplane ## end-to-end tests: the operator as a subprocess
-	$(VENV)/bin/pytest tests/e2e $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/e2e $(XDIST_ARGS) $(PYTEST_ARGS)
 
 test-reliability: venv controlplane ## fault, bad-input, leak and load tests
-	$(VENV)/bin/pytest tests/reliability $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/reliability $(XDIST_ARGS) $(PYTEST_ARGS)
 
 node: ## build kubelet, kube-proxy, kube-scheduler, containerd and the pause image (cached); install runc, CNI plugins, iptables
 	@bash hack/apt-install.sh "the local node cannot start" runc containernetworking-plugins iptables conntrack mmdebstrap

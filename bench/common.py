@@ -33,6 +33,8 @@ class Settings:
     environments: int      # P7: Environments present
     idle_seconds: float    # P7: how long the API writes are watched
     reflink: bool          # P8: try a reflink loop file system
+    gentle_rate: str       # P5 gentle: the Dump's maxRate (a quantity of bytes per second)
+    gentle_streams: int    # P5 gentle: the Dump's streams
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,6 +50,8 @@ class Settings:
             environments=int(os.environ.get("BENCH_ENVIRONMENTS", "500")),
             idle_seconds=float(os.environ.get("BENCH_IDLE_SECONDS", "30")),
             reflink=os.environ.get("BENCH_REFLINK", "1") == "1",
+            gentle_rate=os.environ.get("BENCH_GENTLE_RATE", "8Mi"),
+            gentle_streams=int(os.environ.get("BENCH_GENTLE_STREAMS", "1")),
         )
 
 

@@ -4,21 +4,28 @@ pgcopydb), and pgbench on the source while an online clone runs (P5)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psutil
 from psycopg import sql
 
 from bench.common import Bench, median_time, ratio
 from envbranch import postgres as engine
+from envbranch.api.environment import parse_rate
+from envbranch_testing.postgres import Postgres, Standby
+from envbranch_testing.processes import wait_until
 
 DST = "bench_dst"
 
@@ -126,10 +133,12 @@ def _version(binary: str) -> str:
 
 
 # -- P5 ------------------------------------------------------------------------------------------------
-def _pgbench_tps(b: Bench, src: str, seconds: int) -> tuple[float, int, str]:
-    """TPC-B by 2 clients on the source for `seconds`: (tps, failed or aborted, output tail)."""
+def _pgbench_tps(b: Bench, src: str, seconds: int, cpus: set[int] | None = None) -> tuple[float, int, str]:
+    """TPC-B by 2 clients on the source for `seconds` (on `cpus`, if given): (tps, failed or aborted,
+    output tail)."""
     out = subprocess.run([str(b.pg.bin_dir / "pgbench"), "-n", "-c", "2", "-j", "2", "-T", str(seconds), src],
-                         env=b.env(superuser=False), capture_output=True, text=True, check=False)
+                         env=b.env(superuser=False), capture_output=True, text=True, check=False,
+                         preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     text = out.stdout + out.stderr
     tps = re.search(r"tps = ([\d.]+)", text)
     failed = re.search(r"number of failed transactions: (\d+)", text)
@@ -145,25 +154,110 @@ def _sessions_killed(b: Bench, src: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0  # type: ignore[call-overload]
 
 
-def online_clone(b: Bench, src: str, dump_seconds: float) -> dict[str, Any]:
-    """P5: pgbench TPS on the source while Dump clones run back to back, over the idle baseline."""
-    seconds = max(int(os.environ.get("BENCH_PGBENCH_SECONDS", "10")), round(dump_seconds * 2))
-    idle_tps, idle_failed, _ = _pgbench_tps(b, src, seconds)
-    killed_before = _sessions_killed(b, src)
+def _tps_during(b: Bench, src: str, seconds: int, copy: Callable[[], object],
+                cpus: set[int] | None = None) -> dict[str, Any]:
+    """pgbench on the source for `seconds` while `copy` runs back to back: TPS, copies, their median time."""
     busy: dict[str, Any] = {}
     bench_thread = threading.Thread(target=lambda: busy.update(zip(("tps", "failed", "tail"),
-                                                                   _pgbench_tps(b, src, seconds), strict=True)))
-    clones = 0
+                                                                   _pgbench_tps(b, src, seconds, cpus),
+                                                                   strict=True)))
+    times: list[float] = []
     bench_thread.start()
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        engine.clone_database(b.admin, src, b.admin, DST, mode="Full", strategy="Dump", uid=str(uuid.uuid4()))
+    while time.monotonic() < deadline or not times:
+        start = time.perf_counter()
+        copy()
+        times.append(time.perf_counter() - start)
         b.drop(DST)
-        clones += 1
     bench_thread.join()
+    return {"tps": busy["tps"], "failed": busy["failed"], "copies": len(times),
+            "copy_seconds": round(statistics.median(times), 3)}
+
+
+def _dump(b: Bench, src: str, options: engine.DumpOptions = engine.DumpOptions(),
+          target: engine.Server | None = None) -> Callable[[], object]:
+    return lambda: engine.clone_database(b.admin, src, target or b.admin, DST, mode="Full", strategy="Dump",
+                                         uid=str(uuid.uuid4()), options=options)
+
+
+def online_clone(b: Bench, src: str, dump_seconds: float) -> dict[str, Any]:
+    """P5: pgbench TPS on the source while Dump clones run back to back, over the idle baseline; and the
+    same side by side for a gentle Dump (a byte-rate cap and fewer streams) and for a Dump that reads a
+    streaming standby of the source and writes to another server (the primary does no copy work)."""
+    seconds = max(int(os.environ.get("BENCH_PGBENCH_SECONDS", "10")), round(dump_seconds * 2))
+    _pgbench_tps(b, src, max(1, seconds // 4))  # warm-up: the first run would pay for a cold cache
+    idle_before, idle_failed, _ = _pgbench_tps(b, src, seconds)
+    killed_before = _sessions_killed(b, src)
+    busy = _tps_during(b, src, seconds, _dump(b, src))
+    gentle_options = engine.DumpOptions(streams=b.settings.gentle_streams, max_rate=parse_rate(b.settings.gentle_rate))
+    gentle = _tps_during(b, src, seconds, _dump(b, src, gentle_options))
+    replica = _replica_copies(b, src, seconds)
+    # Idle before and after the loaded runs: a durable server's TPS drifts (checkpoints, cache), the mean is
+    # the baseline every ratio shares.
+    idle_after, idle_failed_after, _ = _pgbench_tps(b, src, seconds)
+    idle_tps = round((idle_before + idle_after) / 2, 1)
     return {
-        "pgbench_seconds": seconds, "tps_idle": idle_tps, "tps_during_dump": busy["tps"], "dump_clones": clones,
-        "pgbench_failed_or_aborted": busy["failed"] + idle_failed,
+        "pgbench_seconds": seconds, "tps_idle": idle_tps, "tps_idle_before_after": [idle_before, idle_after],
+        "tps_during_dump": busy["tps"], "dump_clones": busy["copies"],
+        "pgbench_failed_or_aborted": busy["failed"] + idle_failed + idle_failed_after + gentle["failed"]
+        + replica["failed"],
         "sessions_terminated": _sessions_killed(b, src) - killed_before,
         "P5_tps_ratio": ratio(busy["tps"], idle_tps),
+        "gentle": {"max_rate": b.settings.gentle_rate, "streams": b.settings.gentle_streams,
+                   "tps_during_dump": gentle["tps"], "dump_clones": gentle["copies"],
+                   "dump_seconds": gentle["copy_seconds"], "full_speed_dump_seconds": busy["copy_seconds"],
+                   "P5_gentle_tps_ratio": ratio(gentle["tps"], idle_tps),
+                   "copy_time_ratio": ratio(gentle["copy_seconds"], busy["copy_seconds"])},
+        "replica": {"tps_idle": replica["tps_idle"], "tps_during_dump": replica["tps"],
+                    "dump_clones": replica["copies"], "dump_seconds": replica["copy_seconds"],
+                    "rows_from": replica["rows_from"], "primary_on_its_own_cpu": replica["pinned"],
+                    "P5_replica_tps_ratio": ratio(replica["tps"], replica["tps_idle"])},
     }
+
+
+@contextmanager
+def _primary_apart(b: Bench) -> Iterator[set[int] | None]:
+    """The primary (every process of it, and the backends it forks) on the first CPU, everything this
+    process starts from now on (a standby, another server, the copy's tools) on the others: two
+    machines, as a standby is in production, so the primary's TPS shows its own work only. Yields the
+    primary's CPUs for pgbench; None (nothing pinned) with one CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or b.pg.process is None or b.pg.process.pid is None:
+        yield None
+        return
+    primary, own = {cpus[0]}, os.sched_getaffinity(0)
+    root = psutil.Process(b.pg.process.pid)
+
+    def pin(cpu_set: set[int]) -> None:
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.cpu_affinity(sorted(cpu_set))
+
+    pin(primary)
+    os.sched_setaffinity(0, set(cpus[1:]))
+    try:
+        yield primary
+    finally:
+        os.sched_setaffinity(0, own)
+        pin(own)
+
+
+def _replica_copies(b: Bench, src: str, seconds: int) -> dict[str, Any]:
+    """Dumps that read a hot standby of the bench server (pg_basebackup -R) into another server, while
+    pgbench runs on the primary; against the idle primary with the same standby and the same CPUs."""
+    with _primary_apart(b) as cpus, Standby(b.pg) as standby, Postgres(durable=True) as other:
+        wait_until(standby.caught_up, timeout=600, what="the standby to replay the pgbench data")
+        replicas = tuple(engine.replica_servers(b.admin, [(standby.host, standby.port)]))
+        target = engine.Server(other.host, other.port, other.admin.user, other.admin.password)
+        seen: list[str | None] = []
+
+        def copy() -> None:
+            seen.append(engine.clone_database(b.admin, src, target, DST, mode="Full", strategy="Dump",
+                                              uid=str(uuid.uuid4()), options=engine.DumpOptions(
+                                                  replicas=replicas)).rows_from)
+            engine.drop_database(target, DST)
+
+        idle, idle_failed, _ = _pgbench_tps(b, src, seconds, cpus)
+        result = _tps_during(b, src, seconds, copy, cpus)  # its drop of DST on the primary finds nothing
+    return {**result, "failed": result["failed"] + idle_failed, "tps_idle": idle, "pinned": cpus is not None,
+            "rows_from": "standby" if seen and seen[0] == f"{standby.host}:{standby.port}" else seen[:1]}

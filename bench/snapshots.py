@@ -25,6 +25,7 @@ import psycopg
 
 from bench import cluster, reflink
 from bench.common import Bench, ratio
+from envbranch_testing.loopfs import LoopUnavailable, loop_filesystem
 from envbranch_testing.postgres import Postgres
 from envbranch_testing.processes import wait_until
 
@@ -39,9 +40,9 @@ def _server(b: Bench) -> Iterator[tuple[Bench, str]]:
         where = "default file system"
         if b.settings.reflink:
             try:
-                base = stack.enter_context(reflink.xfs_mount()) / "pg"
+                base = stack.enter_context(loop_filesystem(reflink.IMAGE_BYTES, reflink.MKFS)) / "pg"
                 where = "xfs reflink=1 (loop)"
-            except reflink.NoReflink as exc:
+            except LoopUnavailable as exc:
                 where = f"default file system ({exc})"
         pg = stack.enter_context(Postgres(base_dir=base))
         yield Bench(pg, b.settings), where

@@ -23,6 +23,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -30,8 +31,12 @@ from kubernetes import client, config
 from envbranch_testing.controlplane import ControlPlane, ExternalCluster
 from envbranch_testing.operator import ExternalOperator, OperatorProcess, local_operator
 from envbranch_testing.postgres import Postgres, ServerTls, available_majors, tls_majors
-from envbranch_testing.processes import STARTED_PIDS, pid_alive
+from envbranch_testing.processes import STARTED_PROCESSES, still_running
 from envbranch_testing.scenario import Project
+
+# Here, not in tests/reliability/conftest.py: under pytest-xdist the table is written by the controller,
+# which loads only this conftest.
+pytest_plugins = ["envbranch_testing.reliability_table"]
 
 EXTERNAL_KUBECONFIG = os.environ.get("ENVBRANCH_E2E_KUBECONFIG")
 EXTERNAL_OPERATOR = os.environ.get("ENVBRANCH_E2E_OPERATOR") == "external"
@@ -132,7 +137,20 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return f"envbranch e2e: external cluster {EXTERNAL_KUBECONFIG}, operator {operator}, PostgreSQL on {PG_LISTEN}"
 
 
+# The layers in the order the workers of `make test` (pytest-xdist, `--dist loadfile
+# --no-loadscope-reorder`: a test file is one unit, handed out in collection order) get them: the slowest
+# first, so the quick unit tests fill the gaps at the end.
+LAYERS_FIRST = ("reliability", "e2e", "integration", "node", "unit")
+
+
+def _layer(item: pytest.Item) -> int:
+    top = Path(str(item.path)).relative_to(Path(__file__).parent).parts[0]
+    return LAYERS_FIRST.index(top) if top in LAYERS_FIRST else len(LAYERS_FIRST)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # the controller schedules in the order the workers collected
+        items.sort(key=_layer)
     if not EXTERNAL_OPERATOR:
         return
     skip = pytest.mark.skip(reason="needs_local_operator: the operator runs outside this session "
@@ -142,13 +160,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """On the xdist controller: the processes a worker's fixtures left running (see below)."""
+    left = getattr(node, "workeroutput", {}).get("leftover_processes", [])
+    node.config.stash.setdefault(_LEFTOVERS, []).extend((pid, ticks) for pid, ticks in left)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    # Session fixtures are torn down by now: any process they started must be gone.
-    alive = [pid for pid in STARTED_PIDS if pid_alive(pid)]
+    # Session fixtures are torn down by now: any process they started must be gone. An xdist worker
+    # hands what it left running to the controller, which fails the run.
+    if hasattr(session.config, "workerinput"):
+        left = [p for p in STARTED_PROCESSES if still_running([p])]
+        session.config.workeroutput["leftover_processes"] = left  # type: ignore[attr-defined]
+        return
+    alive = still_running(STARTED_PROCESSES + session.config.stash.get(_LEFTOVERS, []))
     if alive:
-        session.config.stash.setdefault(_LEFTOVERS, alive)  # type: ignore[arg-type]
         print(f"\nERROR: processes started by the fixtures are still running: {alive}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-_LEFTOVERS = pytest.StashKey[list[int]]()
+_LEFTOVERS = pytest.StashKey[list[tuple[int, int | None]]]()

@@ -30,6 +30,12 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
      "spec.database.masking needs mode Full"),
     ("personal-data-on-branch", {"source": "production", "mode": "Full", "personalData": True},
      "spec.personalData is for root environments only"),
+    ("slow-dump", {"source": "production", "mode": "Full", "database": {"dump": {"maxRate": "512Ki"}}},
+     "maxRate must be at least 1Mi"),
+    ("bad-rate", {"source": "production", "mode": "Full", "database": {"dump": {"maxRate": "20MB"}}},
+     "spec.database.dump.maxRate"),
+    ("no-streams", {"source": "production", "mode": "Full", "database": {"dump": {"streams": 0}}},
+     "spec.database.dump.streams"),
 ]
 
 # (case id, spec patch, message) for changes refused on a branch created with

@@ -5,17 +5,17 @@ was created" and "X was gone before the inventory dropped it" are comparisons of
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 
 from envbranch.api.common import GROUP, VERSION
 from envbranch.branching.config_copy import ENVIRONMENT_LABEL
 from envbranch.branching.inventory import Entry
 from envbranch_testing.processes import wait_until
+from envbranch_testing.watches import Watches
 
 
 @dataclass(frozen=True)
@@ -25,16 +25,13 @@ class Change:
     rv: int
 
 
-class History:
+class History(Watches):
     def __init__(self, api: client.ApiClient, project: str, name: str) -> None:
         self.project, self.name = project, name
         custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
         selector = f"{ENVIRONMENT_LABEL}={name}"
         self.versions: list[dict[str, Any]] = []
         self.changes: list[Change] = []
-        self.errors: list[BaseException] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
         lists: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = [
             (custom.list_namespaced_custom_object, (GROUP, VERSION, project, "environments"),
              {"field_selector": f"metadata.name={name}"}),
@@ -43,8 +40,7 @@ class History:
             (core.list_secret_for_all_namespaces, (), {"label_selector": selector}),
         ]
         # Each watch starts from now: nothing made after the constructor returns is missed.
-        self._threads = [threading.Thread(target=self._watch, args=(fn, args, kwargs, self._list_rv(fn, args, kwargs)),
-                                          daemon=True) for fn, args, kwargs in lists]
+        super().__init__([(fn, args, kwargs, self._list_rv(fn, args, kwargs)) for fn, args, kwargs in lists])
 
     @staticmethod
     def _list_rv(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -52,37 +48,16 @@ class History:
         return str(listed["metadata"]["resourceVersion"] if isinstance(listed, dict)
                    else listed.metadata.resource_version)
 
-    def _watch(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], rv: str) -> None:
-        try:
-            while not self._stop.is_set():
-                for event in watch.Watch().stream(fn, *args, resource_version=rv, timeout_seconds=2,
-                                                  allow_watch_bookmarks=False, **kwargs):
-                    obj = event["object"]
-                    if isinstance(obj, dict):
-                        rv = obj["metadata"]["resourceVersion"]
-                        with self._lock:
-                            self.versions.append(obj)
-                        continue
-                    rv = obj.metadata.resource_version
-                    kind = type(obj).__name__.removeprefix("V1")
-                    entry = Entry(kind, obj.metadata.name) if kind == "Namespace" else \
-                        Entry(kind, obj.metadata.name, namespace=obj.metadata.namespace)
-                    with self._lock:
-                        self.changes.append(Change(event["type"], entry, int(rv)))
-        except BaseException as exc:  # surfaced by __exit__
-            self.errors.append(exc)
-
-    def __enter__(self) -> History:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=30)
-        assert not any(t.is_alive() for t in self._threads), "a watch did not stop"
-        assert not self.errors, self.errors
+    def on_event(self, event: dict[str, Any]) -> str:
+        obj = event["object"]
+        if isinstance(obj, dict):
+            self.versions.append(obj)
+            return str(obj["metadata"]["resourceVersion"])
+        kind = type(obj).__name__.removeprefix("V1")
+        entry = Entry(kind, obj.metadata.name) if kind == "Namespace" else \
+            Entry(kind, obj.metadata.name, namespace=obj.metadata.namespace)
+        self.changes.append(Change(event["type"], entry, int(obj.metadata.resource_version)))
+        return str(obj.metadata.resource_version)
 
     # -- what the history shows --------------------------------------------------------------------
     def inventories(self) -> Iterator[tuple[int, list[Entry]]]:

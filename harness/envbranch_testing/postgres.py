@@ -109,8 +109,11 @@ class Postgres:
     """`with Postgres() as pg:` starts a server on `host` (127.0.0.1) on a free port, in a temp dir."""
 
     def __init__(self, major: str | None = None, base_dir: Path | None = None, host: str = "127.0.0.1",
-                 tls: ServerTls | None = None) -> None:
+                 tls: ServerTls | None = None, *, durable: bool = False, wal_dir: Path | None = None) -> None:
         self.bin_dir = server_bin_dir(major)
+        # durable: fsync, full_page_writes and synchronous_commit on, as in production (the benchmarks).
+        self.durable = durable
+        self.wal_dir = wal_dir  # pg_wal elsewhere (initdb -X), e.g. off a small data file system
         self.tls = tls
         self._own_dir = base_dir is None
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="envbranch-pg-"))
@@ -136,58 +139,32 @@ class Postgres:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _run_as_owner(self, argv: list[str]) -> None:
-        subprocess.run(argv, check=True, capture_output=True, timeout=120,
+    def _run_as_owner(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        subprocess.run(argv, check=True, capture_output=True, timeout=300, env=env,
                        user=self.user.pw_uid if self.user else None,
                        group=self.user.pw_gid if self.user else None,
                        extra_groups=[] if self.user else None)
 
-    def start(self) -> None:
-        self.base_dir.mkdir(parents=True, exist_ok=True)
+    def _owned(self, folder: Path) -> Path:
+        """`folder`, made and given to the server's user, who must be able to walk down to it (e.g.
+        under /root/.cache)."""
+        folder.mkdir(parents=True, exist_ok=True)
         if self.user:
-            os.chown(self.base_dir, self.user.pw_uid, self.user.pw_gid)
-            # The server's user must be able to walk down to its folder (e.g. under /root/.cache).
-            for parent in self.base_dir.resolve().parents:
+            os.chown(folder, self.user.pw_uid, self.user.pw_gid)
+            for parent in folder.resolve().parents:
                 mode = parent.stat().st_mode
                 if not mode & stat.S_IXOTH:
                     parent.chmod(mode | stat.S_IXOTH)
+        return folder
+
+    def start(self) -> None:
+        self._owned(self.base_dir)
         if not (self.data_dir / "PG_VERSION").exists():
-            pwfile = self.base_dir / "pwfile"
-            pwfile.write_text(self.superuser.password)
-            if self.user:
-                os.chown(pwfile, self.user.pw_uid, self.user.pw_gid)
-            pwfile.chmod(0o600)
-            try:
-                self._run_as_owner([str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
-                                    f"--pwfile={pwfile}", "--auth-local=trust",
-                                    "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"])
-            except subprocess.CalledProcessError as exc:
-                raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
-            finally:
-                pwfile.unlink()
-            if self.host not in ("127.0.0.1", "::1", "localhost"):
-                # initdb admits TCP clients from loopback only; Pods reach a non-loopback address from
-                # their node's (or their own) address. Passwords are still required.
-                with open(self.data_dir / "pg_hba.conf", "a") as hba:
-                    hba.write("host all all all scram-sha-256\n")
-            if self.tls and self.tls.hba:
-                hba_path = self.data_dir / "pg_hba.conf"
-                hba_path.write_text("\n".join(self.tls.hba) + "\n" + hba_path.read_text())
+            self._create_data_dir()
         # A restart (process.stop(), then start()) keeps the port and the data dir, as a real server would.
         self.port = self.port or free_port()
-        # Durability is pointless for a test server and fsync dominates small clones.
-        settings = {
-            "listen_addresses": self.host, "port": str(self.port),
-            "unix_socket_directories": str(self.data_dir), "fsync": "off",
-            "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "200",
-            "shared_buffers": "128MB", "logging_collector": "off",
-        }
-        if self.tls:
-            self._write_tls_files(self.tls.certificate)
-            settings |= {"ssl": "on", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key",
-                         "ssl_ca_file": "client-ca.crt"}
         argv = [str(self.bin_dir / "postgres"), "-D", str(self.data_dir)]
-        for key, value in settings.items():
+        for key, value in self._settings().items():
             argv += ["-c", f"{key}={value}"]
         # SIGINT is PostgreSQL's fast shutdown: sessions are ended, no checkpoint wait.
         self.process = ManagedProcess("postgres", argv, self.base_dir / "postgres.log",
@@ -197,13 +174,54 @@ class Postgres:
         with self.connect() as conn:
             self.version_num = int(conn.info.server_version)
             self.version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.admin.user,)).fetchone() is None:
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
-                    sql.Identifier(self.admin.user), sql.Literal(self.admin.password)))
-            if self.tls and conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
-                                         (CERT_ADMIN_USER,)).fetchone() is None:
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE").format(
-                    sql.Identifier(CERT_ADMIN_USER)))
+            if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:  # type: ignore[index]
+                self._create_roles(conn)
+
+    def _settings(self) -> dict[str, str]:
+        settings = {
+            "listen_addresses": self.host, "port": str(self.port),
+            "unix_socket_directories": str(self.data_dir), "max_connections": "200",
+            "shared_buffers": "128MB", "logging_collector": "off",
+        }
+        if not self.durable:  # durability is pointless for a test server and fsync dominates small clones
+            settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        if self.tls:
+            self._write_tls_files(self.tls.certificate)
+            settings |= {"ssl": "on", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key",
+                         "ssl_ca_file": "client-ca.crt"}
+        return settings
+
+    def _create_roles(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.admin.user,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
+                sql.Identifier(self.admin.user), sql.Literal(self.admin.password)))
+        if self.tls and conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                     (CERT_ADMIN_USER,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE").format(sql.Identifier(CERT_ADMIN_USER)))
+
+    def _create_data_dir(self) -> None:
+        pwfile = self.base_dir / "pwfile"
+        pwfile.write_text(self.superuser.password)
+        if self.user:
+            os.chown(pwfile, self.user.pw_uid, self.user.pw_gid)
+        pwfile.chmod(0o600)
+        wal = [f"--waldir={self._owned(self.wal_dir)}"] if self.wal_dir else []
+        try:
+            self._run_as_owner([str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
+                                f"--pwfile={pwfile}", "--auth-local=trust", *wal,
+                                "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"])
+        except subprocess.CalledProcessError as exc:
+            raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
+        finally:
+            pwfile.unlink()
+        if self.host not in ("127.0.0.1", "::1", "localhost"):
+            # initdb admits TCP clients from loopback only; Pods reach a non-loopback address from
+            # their node's (or their own) address. Passwords are still required.
+            with open(self.data_dir / "pg_hba.conf", "a") as hba:
+                hba.write("host all all all scram-sha-256\n")
+        if self.tls and self.tls.hba:
+            hba_path = self.data_dir / "pg_hba.conf"
+            hba_path.write_text("\n".join(self.tls.hba) + "\n" + hba_path.read_text())
 
     def _write_tls_files(self, certificate: KeyPair) -> None:
         assert self.tls is not None
@@ -264,3 +282,47 @@ class Postgres:
 
     def client_tools(self) -> ClientTools:
         return find_client_tools(self.major)
+
+    def _sessions(self, dbname: str) -> int:
+        with self.connect() as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (dbname,)).fetchone()
+        return int(str(row[0])) if row else 0
+
+    def sessions_opened(self, dbname: str) -> int:
+        """Sessions ever opened on `dbname` (pg_stat_database.sessions), every one before this call
+        counted: a backend's statistics reach the shared counters when it ends, so one marker session
+        of our own is opened and waited for (and counted)."""
+        before = self._sessions(dbname)
+        with self.connect(dbname):
+            pass
+        wait_until(lambda: self._sessions(dbname) > before, timeout=30, what=f"the marker session on {dbname}")
+        return self._sessions(dbname)
+
+
+class Standby(Postgres):
+    """A streaming hot standby of `primary`, made with `pg_basebackup -R` (the same server binaries): it
+    shares the primary's roles and passwords, and replays what the primary writes."""
+
+    def __init__(self, primary: Postgres, base_dir: Path | None = None) -> None:
+        super().__init__(str(primary.major), base_dir, primary.host, primary.tls)
+        self.bin_dir = primary.bin_dir
+        self.primary = primary
+        self.superuser, self.admin = primary.superuser, primary.admin
+
+    def _create_data_dir(self) -> None:
+        # -R writes primary_conninfo (with the password it was given) and standby.signal.
+        env = {"PGPASSWORD": self.superuser.password, "PATH": os.environ.get("PATH", "")}
+        try:
+            self._run_as_owner([str(self.bin_dir / "pg_basebackup"), "-D", str(self.data_dir), "-R", "-X", "stream",
+                                "-c", "fast", "-h", self.primary.host, "-p", str(self.primary.port), "-U", SUPERUSER],
+                               env)
+        except subprocess.CalledProcessError as exc:
+            raise RuntimeError(f"pg_basebackup failed: {exc.stderr.decode(errors='replace')}") from exc
+
+    def caught_up(self) -> bool:
+        """The standby has replayed everything the primary has written until now."""
+        with self.primary.connect() as conn:
+            lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]  # type: ignore[index]
+        with self.connect() as conn:
+            return bool(conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()[0])  # type: ignore[index]

@@ -8,14 +8,16 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
 
-# Every pid started here, so a session can prove none outlived it.
-STARTED_PIDS: list[int] = []
+# Every process started here, as (pid, its start time in clock ticks since boot), so a session can
+# prove none outlived it. The start time tells one of ours from a process the kernel later gave the
+# same pid (pids wrap at 32768 on a busy machine within a run).
+STARTED_PROCESSES: list[tuple[int, int | None]] = []
 
 
 class WaitTimeout(TimeoutError):
@@ -47,10 +49,43 @@ def wait_until(
         time.sleep(interval)
 
 
-def free_port() -> int:
+# Under pytest-xdist each worker takes its ports from a block of its own below the ephemeral range
+# (32768 and up on Linux), so workers starting servers at the same moment cannot pick the same port,
+# nor collide with a client connection's port.
+WORKER_PORT_BASE, WORKER_PORT_BLOCK = 20000, 1000
+_last_worker_port = 0
+
+
+def _worker_number() -> int | None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else None
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A port free now on 127.0.0.1: the kernel's pick, or under xdist the next free one in the
+    worker's own block (in turn, so a process does not get the same port twice in a row)."""
+    global _last_worker_port
+    worker = _worker_number()
+    if worker is None or worker >= (32768 - WORKER_PORT_BASE) // WORKER_PORT_BLOCK:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    first = WORKER_PORT_BASE + worker * WORKER_PORT_BLOCK
+    for step in range(1, WORKER_PORT_BLOCK + 1):
+        port = first + (_last_worker_port - first + step) % WORKER_PORT_BLOCK
+        if _bindable(port):
+            _last_worker_port = port
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + WORKER_PORT_BLOCK - 1} (pytest-xdist worker {worker})")
 
 
 def unprivileged_user(name: str = "envbranch") -> pwd.struct_passwd | None:
@@ -92,7 +127,7 @@ class ManagedProcess:
             )
         finally:
             log.close()
-        STARTED_PIDS.append(self.proc.pid)
+        STARTED_PROCESSES.append((self.proc.pid, start_ticks(self.proc.pid)))
 
     @property
     def pid(self) -> int | None:
@@ -144,3 +179,18 @@ def pid_alive(pid: int) -> bool:
             return f.read().split(") ", 1)[1][0] != "Z"
     except OSError:
         return False
+
+
+def start_ticks(pid: int) -> int | None:
+    """When the process with this pid started (/proc/<pid>/stat field 22), None when there is none."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(") ", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def still_running(started: Iterable[tuple[int, int | None]]) -> list[int]:
+    """The pids of these processes (pid, start ticks) that are still alive: the same pid started at
+    the same moment."""
+    return [pid for pid, ticks in started if pid_alive(pid) and (ticks is None or start_ticks(pid) == ticks)]

@@ -1,6 +1,12 @@
-"""A rich source database for the engine tests: every kind of object the design promises to keep."""
+"""A rich source database for the engine tests: every kind of object the design promises to keep, and the
+checks that a copy of it kept them (schema, rows, sequences)."""
 
 from __future__ import annotations
+
+import re
+import subprocess
+
+from psycopg import sql
 
 from envbranch import postgres as engine
 from envbranch_testing.postgres import Postgres
@@ -78,3 +84,53 @@ TABLES = ["people", "billing.invoices", "events_2025", "events_2026", '"MixedCas
 
 def admin_server(pg: Postgres) -> engine.Server:
     return engine.Server(pg.host, pg.port, pg.admin.user, pg.admin.password, clone_support=pg.clone_support)
+
+
+def schema_dump(pg: Postgres, dbname: str) -> str:
+    tools = pg.client_tools()
+    out = subprocess.run([tools.path("pg_dump"), "--schema-only", "--no-owner", "--no-privileges", "-d", dbname],
+                         env={"PGHOST": pg.host, "PGPORT": str(pg.port), "PGUSER": pg.superuser.user,
+                              "PGPASSWORD": pg.superuser.password}, capture_output=True, text=True, check=True)
+    # pg_dump 18 brackets its output with a random \restrict key.
+    return re.sub(r"^\\(un)?restrict .*$", "", out.stdout, flags=re.M)
+
+
+def table_digest(pg: Postgres, dbname: str) -> dict[str, tuple[int, str]]:
+    """Each table's row count and the md5 of its rows in order."""
+    digest: dict[str, tuple[int, str]] = {}
+    with pg.connect(dbname) as conn:
+        for table in TABLES:
+            row = conn.execute(sql.SQL("SELECT count(*), coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') "
+                                       "FROM {} x").format(sql.SQL(table))).fetchone()
+            assert row is not None
+            digest[table] = (int(str(row[0])), str(row[1]))
+    return digest
+
+
+def sequences(pg: Postgres, dbname: str) -> dict[str, tuple[object, ...]]:
+    with pg.connect(dbname) as conn:
+        names = [str(r[0]) for r in conn.execute(
+            "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences ORDER BY 1").fetchall()]
+        return {n: tuple(conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(n))).fetchone()
+                         or ()) for n in names}
+
+
+def sequences_not_behind(pg: Postgres, src: str, dst: str) -> None:
+    """A copy read from a standby: each sequence is where the primary's is, or ahead of it (a standby
+    sees a sequence as its WAL logged it, up to 32 values ahead): never behind, so no value repeats."""
+    source, copy = sequences(pg, src), sequences(pg, dst)
+    assert source.keys() == copy.keys()
+    for name, (last, called) in source.items():
+        copied, copied_called = int(str(copy[name][0])), bool(copy[name][1])
+        assert copied > int(str(last)) or (copied == int(str(last)) and copied_called >= bool(called)), (
+            name, source[name], copy[name])
+
+
+def assert_same_copy(pg: Postgres, src: str, dst: str, *, from_standby: bool = False) -> None:
+    """`dst` holds `src`'s schema, rows and sequences (read on a standby: sequences not behind)."""
+    assert schema_dump(pg, dst) == schema_dump(pg, src)
+    assert table_digest(pg, dst) == table_digest(pg, src)
+    if from_standby:
+        sequences_not_behind(pg, src, dst)
+    else:
+        assert sequences(pg, dst) == sequences(pg, src)

@@ -10,7 +10,6 @@ to a file (how tests/unit/charts/captured_status.yaml was made)."""
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, watch
+from kubernetes import client
 
 from envbranch.api.common import GROUP, VERSION
 from envbranch_testing.operator import OperatorProcess
@@ -27,44 +26,23 @@ from envbranch_testing.postgres import Postgres
 from envbranch_testing.processes import wait_until
 from envbranch_testing.scenario import Project
 from envbranch_testing.tools import argocd_health
+from envbranch_testing.watches import Watches
 
 PLURALS = ("environments", "databaseservers")
 
 
-class Recorder:
+class Recorder(Watches):
     """Every version of every Environment and DatabaseServer in a namespace, as a watch sees them."""
 
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.custom = client.CustomObjectsApi(api)
-        self.namespace = namespace
+        custom = client.CustomObjectsApi(api)
         self.versions: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._watch, args=(p,), daemon=True) for p in PLURALS]
-        self.errors: list[BaseException] = []
+        super().__init__([(custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, plural), {}, "0")
+                          for plural in PLURALS])
 
-    def _watch(self, plural: str) -> None:
-        try:
-            rv = "0"
-            while not self._stop.is_set():
-                w = watch.Watch()
-                for event in w.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                                      plural, resource_version=rv, timeout_seconds=2):
-                    self.versions.append(event["object"])
-                    rv = event["object"]["metadata"]["resourceVersion"]
-        except BaseException as exc:  # surfaced by stop()
-            self.errors.append(exc)
-
-    def __enter__(self) -> Recorder:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=30)
-        assert not any(t.is_alive() for t in self._threads), "a watch did not stop"
-        assert not self.errors, self.errors
+    def on_event(self, event: dict[str, Any]) -> str:
+        self.versions.append(event["object"])
+        return str(event["object"]["metadata"]["resourceVersion"])
 
 
 @dataclass

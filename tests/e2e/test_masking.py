@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from envbranch.api.common import GROUP, VERSION
 from envbranch.cli.main import app
-from envbranch.kube import client as kube
 from envbranch_testing import personal_schema as personal_db
 from envbranch_testing.controlplane import ControlPlane
 from envbranch_testing.operator import OperatorProcess
@@ -51,9 +50,7 @@ def personal(project: Project, controlplane: ControlPlane, monkeypatch: pytest.M
         "spec": personal_db.policy_spec("masking-key")})
     monkeypatch.setenv("KUBECONFIG", str(controlplane.kubeconfig))
     monkeypatch.setenv("COLUMNS", "200")
-    kube._client = None
     yield key
-    kube._client = None
 
 
 def _source_db(project: Project) -> str:

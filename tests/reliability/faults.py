@@ -3,7 +3,6 @@ or a rolled-back branch must look like."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
@@ -18,29 +17,6 @@ from envbranch_testing.scenario import Project, assert_nothing_left  # noqa: F40
 BIG_ROOT = "big"
 
 
-@dataclass
-class Row:
-    """One line of the results table (see conftest.py)."""
-
-    test: str
-    area: str = ""
-    checked: str = ""
-    outcome: str = "not run"
-    seconds: float = 0.0
-    numbers: dict[str, str] = field(default_factory=dict)
-
-
-class Recorder:
-    """What a test adds to its row: a description decided at run time, and numbers."""
-
-    def __init__(self, row: Row) -> None:
-        self._row = row
-
-    def describe(self, area: str, checked: str) -> None:
-        self._row.area, self._row.checked = area, checked
-
-    def number(self, name: str, value: object) -> None:
-        self._row.numbers[name] = str(value)
 DUMP = {"strategy": "Dump"}
 
 

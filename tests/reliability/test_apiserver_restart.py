@@ -6,12 +6,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from faults import BIG_ROOT, Recorder, api_ready, assert_converged, unpause, wait_paused
+from faults import BIG_ROOT, api_ready, assert_converged, unpause, wait_paused
 from kubernetes import client
 
 from envbranch_testing.controlplane import ControlPlane
 from envbranch_testing.operator import OperatorProcess
 from envbranch_testing.processes import wait_until
+from envbranch_testing.reliability_table import Recorder
 from envbranch_testing.scenario import Project
 
 

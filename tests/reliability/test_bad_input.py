@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import yaml
-from faults import Recorder
 from kubernetes import client
 
 from envbranch import postgres as engine
@@ -22,6 +21,7 @@ from envbranch_testing.manifests import apply
 from envbranch_testing.operator import OperatorProcess
 from envbranch_testing.postgres import Postgres
 from envbranch_testing.processes import wait_until
+from envbranch_testing.reliability_table import Recorder
 from envbranch_testing.scenario import Project
 
 BRANCH = {"source": "production", "mode": "System"}

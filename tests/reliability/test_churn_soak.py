@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from faults import DUMP, Recorder
+from faults import DUMP
 from kubernetes import client
 
 from envbranch import postgres as engine
 from envbranch.api.common import GROUP, VERSION
 from envbranch_testing.operator import OperatorProcess
 from envbranch_testing.processes import WaitTimeout, wait_until
+from envbranch_testing.reliability_table import Recorder
 from envbranch_testing.scenario import Project
 
 SOAK_SECONDS = float(os.environ.get("ENVBRANCH_SOAK_SECONDS") or 30)

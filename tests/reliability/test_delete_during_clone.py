@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from faults import BIG_ROOT, DUMP, Recorder, assert_nothing_left, source_database, wait_copying
+from faults import BIG_ROOT, DUMP, assert_nothing_left, source_database, wait_copying
 
+from envbranch_testing.reliability_table import Recorder
 from envbranch_testing.scenario import Project
 
 RELEASE_BOUND_S = 60

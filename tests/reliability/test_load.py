@@ -11,7 +11,6 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from faults import Recorder
 
 from envbranch import postgres as engine
 from envbranch.api.common import GROUP, VERSION
@@ -19,6 +18,7 @@ from envbranch_testing.admission import environment_body
 from envbranch_testing.controlplane import ControlPlane
 from envbranch_testing.operator import OperatorProcess
 from envbranch_testing.processes import wait_until
+from envbranch_testing.reliability_table import Recorder
 from envbranch_testing.scenario import Project
 
 BRANCHES = 50

@@ -7,10 +7,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from faults import BIG_ROOT, DUMP, Recorder, assert_nothing_left, source_database, wait_copying
+from faults import BIG_ROOT, DUMP, assert_nothing_left, source_database, wait_copying
 
 from envbranch_testing.operator import OperatorProcess, scrape_metrics
 from envbranch_testing.processes import wait_until
+from envbranch_testing.reliability_table import Recorder
 from envbranch_testing.scenario import Project
 
 LONG = [f"long-{i}" for i in range(8)]

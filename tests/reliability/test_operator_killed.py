@@ -6,11 +6,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from faults import BIG_ROOT, DUMP, Recorder, assert_converged, source_database, unpause, wait_copying
+from faults import BIG_ROOT, DUMP, assert_converged, source_database, unpause, wait_copying
 from psycopg import sql
 
 from envbranch_testing.operator import OperatorProcess
 from envbranch_testing.processes import wait_until
+from envbranch_testing.reliability_table import Recorder
 from envbranch_testing.scenario import Project
 
 STEPS = ["namespace", "database", "credentials", "configuration"]

@@ -7,10 +7,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from faults import DUMP, Recorder, adopt_root, assert_converged, assert_nothing_left, create_big_database, wait_copying
+from faults import DUMP, adopt_root, assert_converged, assert_nothing_left, create_big_database, wait_copying
 
 from envbranch import postgres as engine
 from envbranch_testing.processes import wait_until
+from envbranch_testing.reliability_table import Recorder
 from envbranch_testing.scenario import Project
 
 

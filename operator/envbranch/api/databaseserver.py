@@ -8,6 +8,7 @@ from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from envbranch.api.common import DNS_LABEL, Condition, Model, cel
+from envbranch.api.environment import DumpLimits
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -33,6 +34,20 @@ _TLS_NEEDS_MODE = ("spec.tls needs sslMode verify-full (recommended), verify-ca 
                    "a certificate that does not verify would fall back to plain text")
 # sslMode has no schema default (defaults are never written into spec): absent means prefer.
 SPEC_RULES = [cel(f"!has(self.tls) || (has(self.sslMode) && self.sslMode in {list(TLS_SSL_MODES)})", _TLS_NEEDS_MODE)]
+
+
+class Replica(Model):
+    host: str = Field(min_length=1, max_length=253, description="Host name or address of a streaming standby "
+                      "of this server; reached with the same admin role, sslMode and spec.tls.")
+    port: int = Field(default=5432, ge=1, le=65535, description="TCP port.")
+
+
+class StorageBudget(Model):
+    budget_bytes: int = Field(ge=1, description="Bytes all envbranch databases on this server (found by their "
+                              "tags) may hold together. A branch starts only when they, its expected size and "
+                              "reserveBytes fit; otherwise it fails with InsufficientStorage before copying.")
+    reserve_bytes: int = Field(default=0, ge=0, description="Headroom a copy needs beyond its final size (WAL, "
+                               "index sorts), counted against budgetBytes at every start. Default 0.")
 
 
 class DatabaseServerSpec(Model):
@@ -68,6 +83,14 @@ class DatabaseServerSpec(Model):
         default=None, max_length=256, json_schema_extra={"x-kubernetes-list-type": "set"},
         description="Existing databases a root Environment may adopt (spec.database.name). Nothing else on "
         "this server can be adopted; only those who may edit DatabaseServers (project owners) list them.")
+    replicas: list[Replica] | None = Field(
+        default=None, max_length=8, description="Streaming standbys of this server. A Dump from a database on "
+        "this server reads its schema and rows from the first one that answers as a standby of it (one "
+        "exported snapshot there), never from the primary; with none usable the copy is retried, then fails.")
+    dump: DumpLimits | None = Field(default=None, description="Default limits of Dump copies reading from this "
+                                    "server; an Environment's spec.database.dump overrides them field by field.")
+    storage: StorageBudget | None = Field(default=None, description="Disk budget of envbranch's databases on "
+                                          "this server. Default: none (no check).")
 
 
 class TlsStatus(Model):

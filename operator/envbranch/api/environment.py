@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Any, Literal, cast
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from envbranch.api.common import DNS_LABEL, Condition, Model, cel, parse_rfc3339
@@ -52,6 +52,47 @@ class CopyFlags(Model):
                                         "(category environment-variables).")
 
 
+# A Kubernetes quantity of bytes per second: digits and an optional SI or binary suffix ("20Mi", "500k").
+RATE_PATTERN = r"^[1-9][0-9]{0,11}(k|M|G|Ki|Mi|Gi)?$"
+_RATE = re.compile(RATE_PATTERN)
+_RATE_UNIT = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+# A slower copy would hold one of the operator's few copy slots for hours: the floor keeps anyone who may
+# create a branch from starving everyone else's copies.
+MIN_RATE = "1Mi"
+MAX_STREAMS = 8
+
+
+def parse_rate(value: str) -> int:
+    """`20Mi` -> 20971520 (bytes per second)."""
+    m = _RATE.fullmatch(value)
+    if not m:
+        raise ValueError(f"invalid rate {value!r}: use bytes per second as a quantity such as 20Mi or 500k")
+    return int(value[:m.start(1)] if m.group(1) else value) * _RATE_UNIT[m.group(1) or ""]
+
+
+class DumpLimits(Model):
+    """How hard a Dump may read its source: a shared byte-rate cap and the number of streams."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              json_schema_extra={"x-kubernetes-validations": cast(Any, [cel(
+                                  f"!has(self.maxRate) || quantity(self.maxRate).compareTo(quantity('{MIN_RATE}')) "
+                                  ">= 0", f"maxRate must be at least {MIN_RATE} (bytes per second)")])})
+
+    max_rate: str | None = Field(default=None, max_length=16, pattern=RATE_PATTERN,
+                                 description="Bytes per second the copy may read from its source, all streams "
+                                 f"together, as a quantity (e.g. 20Mi); at least {MIN_RATE}. Default: no cap.")
+    streams: int | None = Field(default=None, ge=1, le=MAX_STREAMS,
+                                description="Tables (or block slices of a big one) copied at once, beside one "
+                                "session for the tables under 1 MB (default 2); 1 copies one table at a time.")
+
+    @field_validator("max_rate")
+    @classmethod
+    def _at_least_the_floor(cls, value: str | None) -> str | None:
+        if value is not None and parse_rate(value) < parse_rate(MIN_RATE):
+            raise ValueError(f"maxRate must be at least {MIN_RATE} (bytes per second)")
+        return value
+
+
 class EnvironmentDatabase(Model):
     """Where the environment's database lives and how it is cloned."""
 
@@ -65,6 +106,8 @@ class EnvironmentDatabase(Model):
                                 description="Full branches: the MaskingPolicy (same namespace) whose rules mask "
                                 "the rows while the source reads them; from an unmasked source that is "
                                 "always a Dump.")
+    dump: DumpLimits | None = Field(default=None, description="Limits of a Dump copy that spare a busy source; "
+                                    "unset fields take the source DatabaseServer's spec.dump.")
 
 
 class RefreshSpec(Model):
@@ -164,6 +207,10 @@ class DatabaseStatus(Model):
     strategy: str | None = Field(default=None, description="The clone strategy used.")
     bytes: int | None = Field(default=None, description="Size of the database after the clone.")
     seconds: float | None = Field(default=None, description="How long the clone took.")
+    rows_from: str | None = Field(default=None, description="host:port of the server the Dump read the schema "
+                                  "and rows from: a replica of the source's DatabaseServer, or its primary.")
+    replica_lag_seconds: float | None = Field(default=None, description="How far the replica's replay was "
+                                              "behind its primary when the copy's snapshot was taken.")
 
 
 class RefreshStatus(Model):

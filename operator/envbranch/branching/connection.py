@@ -50,13 +50,18 @@ def server_info(ctx: OperatorContext, project: str, server_name: str) -> engine.
     return server
 
 
-def read_server(kube: KubeClient, project: str, server_name: str, *, cluster: str | None = None,
-                clone_support: engine.CloneSupport | None = None) -> engine.Server:
-    """A DatabaseServer's admin connection, read now (the CLI's; the operator's goes through server_info)."""
+def server_spec(kube: KubeClient, project: str, server_name: str) -> DatabaseServerSpec:
+    """A DatabaseServer's spec as it is now (replicas, dump defaults, storage budget)."""
     body = resources.get(kube, resources.DATABASESERVERS, project, server_name)
     if body is None:
         raise Waiting("ServerNotFound", f"DatabaseServer {server_name!r} not found in {project}", 5)
-    spec = DatabaseServerSpec.model_validate(body["spec"])
+    return DatabaseServerSpec.model_validate(body["spec"])
+
+
+def read_server(kube: KubeClient, project: str, server_name: str, *, cluster: str | None = None,
+                clone_support: engine.CloneSupport | None = None) -> engine.Server:
+    """A DatabaseServer's admin connection, read now (the CLI's; the operator's goes through server_info)."""
+    spec = server_spec(kube, project, server_name)
     ref = spec.admin_secret_ref
     values = resources.read_secret_values(kube, project, ref.name, (ref.username_key, ref.password_key))
     if values is None or ref.username_key not in values or ref.password_key not in values:

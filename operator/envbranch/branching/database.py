@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from envbranch import postgres as engine
-from envbranch.api.environment import Mode, Strategy
+from envbranch.api.databaseserver import DatabaseServerSpec
+from envbranch.api.environment import DumpLimits, Mode, Strategy, parse_rate
 from envbranch.branching import connection
 from envbranch.branching.errors import StepFailed
 
@@ -19,13 +20,48 @@ branch_database_name = engine.branch_database_name
 branch_role_name = engine.branch_role_name
 
 
+INSUFFICIENT_STORAGE = "InsufficientStorage"
+
+
 def _result(result: engine.CloneResult) -> dict[str, Any]:
-    return {"strategy": result.strategy, "bytes": result.bytes, "seconds": result.seconds}
+    return {"strategy": result.strategy, "bytes": result.bytes, "seconds": result.seconds,
+            "rows_from": result.rows_from, "replica_lag_seconds": result.replica_lag_seconds}
+
+
+def dump_options(source: engine.Server, spec: DatabaseServerSpec, limits: DumpLimits | None) -> engine.DumpOptions:
+    """The Environment's limits over its source server's defaults, field by field; the source server's
+    replicas (reached as its admin, with its TLS settings)."""
+    defaults = spec.dump or DumpLimits()
+    wanted = limits or DumpLimits()
+    rate = wanted.max_rate or defaults.max_rate
+    return engine.DumpOptions(
+        streams=wanted.streams or defaults.streams or engine.DumpOptions.streams,
+        max_rate=parse_rate(rate) if rate else None,
+        replicas=tuple(engine.replica_servers(source, [(r.host, r.port) for r in spec.replicas or []])))
+
+
+def require_storage(ctx: OperatorContext, project: str, *, server: str, source_server: str, source_database: str,
+                    mode: Mode,
+                    replacing: str | None = None) -> None:
+    """Before a copy of `source_database` onto `server` (a branch, or a refresh's second copy beside
+    the old one, which still counts): StepFailed(InsufficientStorage) unless it fits the server's
+    spec.storage. `replacing`: a database the copy drops before it starts (not counted)."""
+    budget = connection.server_spec(ctx.kube, project, server).storage
+    if budget is None:
+        return
+    target = connection.server_info(ctx, project, server)
+    source = target if server == source_server else connection.server_info(ctx, project, source_server)
+    try:
+        engine.require_room(target, source, source_database, mode,
+                            engine.Budget(budget.budget_bytes, budget.reserve_bytes), replacing=replacing)
+    except engine.InsufficientStorage as exc:
+        raise StepFailed("database", INSUFFICIENT_STORAGE, exc.message) from None
 
 
 def clone(ctx: OperatorContext, project: str, *, source_server: str, source_database: str, server: str,
           database: str, mode: Mode, strategy: Strategy, uid: str, progress: Callable[[str, int], None],
-          owner: str | None = None, dump: bool = True, masking: engine.Masking | None = None) -> dict[str, Any]:
+          owner: str | None = None, dump: bool = True, masking: engine.Masking | None = None,
+          limits: DumpLimits | None = None) -> dict[str, Any]:
     source = connection.server_info(ctx, project, source_server)
     target = source if server == source_server else connection.server_info(ctx, project, server)
     with target.connect() as conn:
@@ -35,9 +71,14 @@ def clone(ctx: OperatorContext, project: str, *, source_server: str, source_data
                                  f"{server} and is not this environment's")
             # Ours, from a run that stopped before recording it: start the copy again.
             engine.drop_database(target, database, uid)
-    result = engine.clone_database(source, source_database, target, database, mode=mode,
-                                   strategy=strategy, uid=uid, progress=progress,
-                                   owner=owner, dump=dump, masking=masking)
+    options = dump_options(source, connection.server_spec(ctx.kube, project, source_server), limits)
+    try:
+        result = engine.clone_database(source, source_database, target, database, mode=mode, strategy=strategy,
+                                       uid=uid, progress=progress, owner=owner, dump=dump, options=options,
+                                       masking=masking)
+    except engine.DiskFull as exc:
+        raise StepFailed("database", INSUFFICIENT_STORAGE, f"{server} ran out of disk space during the copy, "
+                         f"which was dropped at once (set or lower spec.storage): {exc.message}") from None
     return _result(result)
 
 

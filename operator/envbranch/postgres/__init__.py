@@ -3,7 +3,7 @@ It knows nothing of Kubernetes."""
 
 from envbranch.api.environment import Mode, Strategy
 from envbranch.postgres import refresh
-from envbranch.postgres.cloning import CloneResult, clone_database, create_empty_database
+from envbranch.postgres.cloning import CloneResult, DumpOptions, clone_database, create_empty_database
 from envbranch.postgres.credentials import (
     create_branch_role,
     create_owner_role,
@@ -12,10 +12,13 @@ from envbranch.postgres.credentials import (
     public_can_connect,
 )
 from envbranch.postgres.errors import (
+    DiskFull,
     DumpNeeded,
     EngineError,
+    InsufficientStorage,
     NotOurs,
     PermanentError,
+    ReplicaUnavailable,
     SourceBusy,
     TlsError,
     TransientError,
@@ -24,15 +27,16 @@ from envbranch.postgres.errors import (
 from envbranch.postgres.masking import Masking
 from envbranch.postgres.names import branch_database_name, branch_role_name
 from envbranch.postgres.probe import Capabilities, CloneSupport, probe
+from envbranch.postgres.replicas import replica_servers
 from envbranch.postgres.server import Server, Tls
+from envbranch.postgres.storage import Budget, Room, require_room
 from envbranch.postgres.tags import Tagged, drop_branch, drop_database, drop_role, find_tagged, untag
 
 __all__ = [
-    "Capabilities", "CloneResult", "CloneSupport", "DumpNeeded", "EngineError", "Masking", "Mode", "NotOurs",
-    "PermanentError",
-    "Server", "SourceBusy", "Strategy", "Tagged", "Tls", "TlsError", "TransientError", "branch_database_name",
-    "branch_role_name", "classify",
-    "clone_database", "create_branch_role", "create_empty_database", "create_owner_role", "drop_branch",
-    "drop_database", "drop_role", "find_tagged", "grant_ownership", "new_password", "probe", "public_can_connect",
-    "refresh", "untag",
+    "Budget", "Capabilities", "CloneResult", "CloneSupport", "DiskFull", "DumpNeeded", "DumpOptions", "EngineError",
+    "InsufficientStorage", "Masking", "Mode", "NotOurs", "PermanentError", "ReplicaUnavailable", "Room", "Server",
+    "SourceBusy", "Strategy", "Tagged", "Tls", "TlsError", "TransientError", "branch_database_name",
+    "branch_role_name", "classify", "clone_database", "create_branch_role", "create_empty_database",
+    "create_owner_role", "drop_branch", "drop_database", "drop_role", "find_tagged", "grant_ownership",
+    "new_password", "probe", "public_can_connect", "refresh", "replica_servers", "require_room", "untag",
 ]

@@ -21,18 +21,26 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import IO, Literal, cast
 
 import psycopg
 from psycopg import sql
 
 from envbranch.api.environment import Mode, Strategy
-from envbranch.postgres.errors import DumpNeeded, EngineError, PermanentError, SourceBusy, classify
+from envbranch.postgres.errors import DiskFull, DumpNeeded, EngineError, PermanentError, SourceBusy, classify
 from envbranch.postgres.masking import Masking, MaskingError, TableReads, key_copy_data, key_table_statements, load_key
 from envbranch.postgres.masking import source_columns as masking_columns
 from envbranch.postgres.probe import clone_supported
+from envbranch.postgres.replicas import address, pick_replica, replay_lag
 from envbranch.postgres.server import Server
-from envbranch.postgres.tags import create_tagged_database, database_exists, drop_database, tag_database
+from envbranch.postgres.tags import (
+    create_tagged_database,
+    database_exists,
+    database_uid,
+    drop_database,
+    tag_database,
+)
+from envbranch.postgres.throttle import CHUNK, ByteRate
 from envbranch.postgres.tools import find_client_tools
 
 Progress = Callable[[str, int], None]
@@ -49,6 +57,8 @@ class CloneResult:
     strategy: str
     bytes: int
     seconds: float
+    rows_from: str | None = None               # host:port the rows were read from
+    replica_lag_seconds: float | None = None   # set when that was a replica
 
 
 def _noop(step: str, percent: int) -> None:
@@ -62,7 +72,7 @@ def create_empty_database(server: Server, dbname: str, uid: str, owner: str | No
             tag_database(conn, dbname, uid, server.cluster)  # the caller checked it is this environment's
         else:
             create_tagged_database(conn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)), dbname, uid,
-                                   server.cluster, owner)
+                                   cluster=server.cluster, owner=owner)
         size = _size(conn, dbname)
     return CloneResult("Empty", size, round(time.monotonic() - start, 3))
 
@@ -72,60 +82,87 @@ def _size(conn: psycopg.Connection[tuple[object, ...]], dbname: str) -> int:
     return int(row[0]) if row else 0  # type: ignore[call-overload]
 
 
+@dataclass(frozen=True)
+class DumpOptions:
+    """How a Dump reads its source: streams (tables at once), a byte-rate cap shared by all of them, and
+    the source server's replicas to read from instead of it."""
+
+    streams: int = COPY_WORKERS
+    max_rate: int | None = None           # bytes per second, every stream together; None: no cap
+    replicas: tuple[Server, ...] = ()     # read from the first one that is a standby of the source
+
+
 def clone_database(source: Server, source_db: str, target: Server, target_db: str, *, mode: Mode,
                    strategy: Strategy, uid: str, progress: Progress = _noop,
                    template_strategy: Literal["FILE_COPY", "WAL_LOG"] = "FILE_COPY",
-                   owner: str | None = None, dump: bool = True, masking: Masking | None = None) -> CloneResult:
+                   owner: str | None = None, dump: bool = True, options: DumpOptions = DumpOptions(),
+                   masking: Masking | None = None) -> CloneResult:
     """Clone `source_db` into a new `target_db` tagged with `uid` (and owned from its creation by
     `owner`, a role tagged with `uid`). On any failure the partial database is dropped before the
     error propagates. With `dump=False`, DumpNeeded is raised where the Dump path would be taken,
     before anything is created: the caller runs `strategy="Dump"` where long work belongs. With
-    `masking`, the rows are masked as the source reads them: only the Dump can do that."""
+    `masking`, the rows are masked as the source reads them: only the Dump can do that, and only on
+    the primary (the key is loaded into a temporary table, which a standby cannot hold)."""
     start = time.monotonic()
     secrets = (source.password, target.password, *(masking.secrets() if masking else ()))
     with target.connect() as conn:
         if database_exists(conn, target_db):
             raise PermanentError(f"database {target_db} already exists on the target server")
-    chosen = strategy
     if masking is not None and (strategy != "Dump" or mode != "Full"):
         raise PermanentError("a masked copy is a Full Dump: the rows are masked as the source reads them")
     if strategy == "Template" and (mode == "System" or not source.same_server(target)):
         raise PermanentError("strategy Template needs mode Full and the source on the same server; "
                              "use Dump or Auto")
     try:
-        if strategy in ("Auto", "Template") and mode == "Full" and source.same_server(target):
-            try:
-                _template(target, source_db, target_db, template_strategy, uid, owner)
-                chosen = "Template"
-            except (SourceBusy, PermanentError) as exc:
-                if strategy == "Template" or not _template_can_fall_back(exc):
-                    raise
-                chosen = "Dump"
-        else:
+        chosen, read_from, lag = "Template", source, None
+        if not (strategy in ("Auto", "Template") and mode == "Full" and source.same_server(target)
+                and _templated(target, source_db, target_db, template_strategy, uid, owner, strategy)):
             chosen = "Dump"
-        if chosen == "Dump":
-            _require_dumpable(source, source_db)
+            replicas = options.replicas if masking is None else ()
+            read_from = pick_replica(source, replicas, source_db) if replicas else source
+            _require_dumpable(read_from, source_db)
             if not dump:
                 raise DumpNeeded()
-            # pg_dump and psql read the TLS files at every connection: they stay for the whole copy.
-            with source.tls_files() as src, target.tls_files() as dst:
-                try:
-                    _dump(src, source_db, dst, target_db, mode, progress, uid, owner, masking)
-                except Exception as exc:
-                    raise classify(exc, secrets,
-                                   tls_dirs=(src.tls_dir, dst.tls_dir)) from None
+            lag = _dump_with_tls(read_from, source_db, target, target_db, mode, progress, uid, owner, options,
+                                 masking, secrets)
         with target.connect() as conn:
             tag_database(conn, target_db, uid, target.cluster)
             size = _size(conn, target_db)
     except DumpNeeded:
         raise
     except BaseException as exc:
+        if isinstance(exc, DiskFull):
+            _release_disk(target, owner, target_db, uid)
         _drop_quietly(target, target_db, uid)
         if isinstance(exc, EngineError) or not isinstance(exc, Exception):
             raise
         raise classify(exc, secrets) from None
     progress("database", 100)
-    return CloneResult(chosen, size, round(time.monotonic() - start, 3))
+    return CloneResult(chosen, size, round(time.monotonic() - start, 3), rows_from=address(read_from),
+                       replica_lag_seconds=lag)
+
+
+def _templated(target: Server, source_db: str, target_db: str, method: str, uid: str, owner: str | None,
+               strategy: Strategy) -> bool:
+    """True when the template copy was made; False when Auto may fall back to the Dump."""
+    try:
+        _template(target, source_db, target_db, method, uid, owner)
+        return True
+    except (SourceBusy, PermanentError) as exc:
+        if strategy == "Template" or not _template_can_fall_back(exc):
+            raise
+        return False
+
+
+def _dump_with_tls(source: Server, source_db: str, target: Server, target_db: str, mode: Mode, progress: Progress,
+                   uid: str, owner: str | None, options: DumpOptions, masking: Masking | None,
+                   secrets: tuple[str, ...]) -> float | None:
+    # pg_dump and psql read the TLS files at every connection: they stay for the whole copy.
+    with source.tls_files() as src, target.tls_files() as dst:
+        try:
+            return _dump(src, source_db, dst, target_db, mode, progress, uid, owner, options, masking)
+        except Exception as exc:
+            raise classify(exc, secrets, tls_dirs=(src.tls_dir, dst.tls_dir)) from None
 
 
 # Objects only a superuser may create: a Dump, restored as the branch role, can never recreate them.
@@ -158,6 +195,30 @@ def _template_can_fall_back(exc: EngineError) -> bool:
     return isinstance(exc, SourceBusy) or exc.sqlstate == "42501"
 
 
+_COPIED_TABLES = ("SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
+                  "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
+                  "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'")
+
+
+def _release_disk(target: Server, owner: str | None, dbname: str, uid: str) -> None:
+    """After a disk-full, the partial copy's tables dropped before the database (only a database with
+    our tag, as its branch role). DROP DATABASE needs a checkpoint, and a checkpoint on a full disk stops
+    the whole server (PANIC writing its small state files); dropping tables only marks catalog rows, and
+    their files are cut to nothing at commit."""
+    with contextlib.suppress(EngineError):
+        with target.connect() as conn:
+            if database_uid(conn, dbname) != uid:
+                return
+        _drop_tables(target.as_role(owner), dbname)
+
+
+def _drop_tables(branch: Server, dbname: str) -> None:
+    with branch.connect(dbname) as conn:
+        tables = [sql.Identifier(str(schema), str(name)) for schema, name in conn.execute(_COPIED_TABLES).fetchall()]
+        if tables:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.SQL(", ").join(tables)))
+
+
 def _drop_quietly(server: Server, dbname: str, uid: str) -> None:
     # Only a database with our tag: a CREATE that lost a race for the name must not drop the winner's.
     with contextlib.suppress(EngineError):  # the inventory and the reaper still know about it
@@ -170,8 +231,8 @@ def _template(server: Server, source_db: str, target_db: str, method: str, uid: 
         if conn.info.server_version >= 180000 and method == "FILE_COPY" and clone_supported(server):
             conn.execute("SET file_copy_method = clone")
         create_tagged_database(conn, sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY {}").format(
-            sql.Identifier(target_db), sql.Identifier(source_db), sql.SQL(method)), target_db, uid, server.cluster,
-            owner)
+            sql.Identifier(target_db), sql.Identifier(source_db), sql.SQL(method)), target_db, uid,
+            cluster=server.cluster, owner=owner)
 
 
 # -- Dump --------------------------------------------------------------------------------------------
@@ -233,12 +294,13 @@ WHERE c.relkind = 'S' AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'informat
 
 
 def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: Mode, progress: Progress,
-          uid: str, owner: str | None, masking: Masking | None = None) -> None:
+          uid: str, owner: str | None, options: DumpOptions, masking: Masking | None = None) -> float | None:
+    """The online copy; the replay lag of `source` when it is a standby, at the snapshot."""
     with target.connect() as conn:
         # Tagged from the start: a crash in the middle of the copy leaves a database its Environment
         # (or, once that is gone, the reaper) recognises as its own and may drop.
         create_tagged_database(conn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)), target_db, uid,
-                               target.cluster, owner)
+                               cluster=target.cluster, owner=owner)
     # Everything that writes into the branch runs as its role: code the source holds (CHECK
     # constraints, generated columns, index expressions) never runs with the admin's rights.
     branch = target.as_role(owner)
@@ -248,6 +310,7 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
             load_key(snap_conn, masking)  # before the snapshot: COPY data, never in a log
         snap_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = str(snap_conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        lag = replay_lag(snap_conn) if options.replicas else None
         tools_major = max(snap_conn.info.server_version, _server_version(target)) // 10000
         progress("schema", 5)
         sections = [_SchemaSection(source, source_db, s, snapshot, tools_major) for s in ("pre-data", "post-data")]
@@ -258,9 +321,9 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
                 # A table whose columns are all generated has nothing to copy.
                 tables = [_Table(str(r[1]), str(r[2]), int(str(r[3])), [str(c) for c in cast(list[object], r[4])])
                           for r in rows if r[4]]
-                reads = _masked_reads(snap_conn, masking)
-                _copy_tables(snap_conn, source, source_db, branch, target_db, snapshot, _slices(tables), progress,
-                             reads)
+                stream = _TableStream(source, source_db, branch, target_db, snapshot, options,
+                                      _masked_reads(snap_conn, masking))
+                _copy_tables(snap_conn, stream, _slices(tables, options.streams), progress)
                 _copy_sequences(snap_conn, branch, target_db)
                 _copy_large_objects(snap_conn, branch, target_db)
             progress("indexes", 90)
@@ -268,6 +331,7 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
         finally:
             for section in sections:
                 section.close()
+    return lag
 
 
 def _masked_reads(snap_conn: psycopg.Connection[tuple[object, ...]], masking: Masking | None) -> TableReads | None:
@@ -298,112 +362,96 @@ SMALL_BYTES = 1024 * 1024
 BLOCK_SIZE = 8192
 
 
-def _slices(tables: list[_Table]) -> list[_Table]:
-    """Big tables cut into COPY_WORKERS block ranges, so both cores copy the table that dominates."""
+def _slices(tables: list[_Table], streams: int = COPY_WORKERS) -> list[_Table]:
+    """Big tables cut into one block range per stream, so every stream copies the table that dominates."""
     out: list[_Table] = []
     for t in tables:
-        if t.size < SPLIT_BYTES:
+        if t.size < SPLIT_BYTES or streams == 1:
             out.append(t)
             continue
         blocks = t.size // BLOCK_SIZE
-        step = -(-blocks // COPY_WORKERS)
-        for i in range(COPY_WORKERS):
-            last = None if i == COPY_WORKERS - 1 else (i + 1) * step  # open-ended: nothing is missed
-            out.append(_Table(t.schema, t.name, t.size // COPY_WORKERS, t.columns, (i * step, last)))
+        step = -(-blocks // streams)
+        for i in range(streams):
+            last = None if i == streams - 1 else (i + 1) * step  # open-ended: nothing is missed
+            out.append(_Table(t.schema, t.name, t.size // streams, t.columns, (i * step, last)))
     return sorted(out, key=lambda t: -t.size)
 
 
-def _copy_tables(snap_conn: psycopg.Connection[tuple[object, ...]], source: Server, source_db: str, target: Server,
-                 target_db: str, snapshot: str, tables: list[_Table], progress: Progress,
-                 reads: TableReads | None = None) -> None:
+class _Tally:
+    """What the copy's streams share: bytes done (for progress) and the first error, which stops them all."""
+
+    def __init__(self, tables: list[_Table], progress: Progress) -> None:
+        self.total = sum(t.size for t in tables) or 1
+        self.done = 0
+        self.errors: list[BaseException] = []
+        self.progress = progress
+        self.lock = threading.Lock()
+
+    def copied(self, item: _Table) -> None:
+        with self.lock:
+            self.done += item.size
+            self.progress("data", 10 + 80 * self.done // self.total)
+
+
+def _copy_tables(snap_conn: psycopg.Connection[tuple[object, ...]], stream: _TableStream, tables: list[_Table],
+                 progress: Progress) -> None:
     """Each table streams from one psql to another (binary COPY, C all the way: Python would touch
-    every row), COPY_WORKERS tables at a time, every reader on the exported snapshot. A whole table
-    is emptied and loaded in one transaction with COPY FREEZE: its rows arrive frozen and
-    all-visible, so neither the index builds after the load nor the first readers of the branch
-    rewrite every page to set hint bits (and, on a wal_level=minimal server, the load skips WAL).
-    The slices of a split table share it, so they load plainly. Tables under SMALL_BYTES go through
-    this process instead, on the snapshot's own session and one branch session, while the workers
-    copy the big ones: two processes and two logins per table would cost more than their rows."""
-    total = sum(t.size for t in tables) or 1
-    work: queue.Queue[_Table] = queue.Queue()
+    every row), `streams` tables at a time, every reader on the exported snapshot (_TableStream).
+    Tables under SMALL_BYTES go through this process instead, on the snapshot's own session and one
+    branch session, beside the streams (before them, with one stream): two processes and two logins
+    per table would cost more than their rows."""
+    tally = _Tally(tables, progress)
     small = [t for t in tables if t.blocks is None and t.size < SMALL_BYTES]
+    work: queue.Queue[_Table] = queue.Queue()
     for table in tables:
         if table not in small:
             work.put(table)
-    done = [0]
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    psql = find_client_tools(_server_version(target) // 10000).path("psql")
-    base = [psql, "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1"]
-
-    def copy_one(item: _Table) -> None:
-        table = sql.Identifier(item.schema, item.name)
-        columns = sql.SQL(", ").join([sql.Identifier(c) for c in item.columns])
-        copy_out, fmt = _read_statement(item, reads)
-        if item.blocks is None:
-            load = ["-c", "BEGIN", "-c", sql.SQL("TRUNCATE ONLY {}").format(table).as_string(None),
-                    "-c", sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}, FREEZE)").format(
-                        table, columns, fmt).as_string(None), "-c", "COMMIT"]
-        else:
-            load = ["-c", sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
-                table, columns, fmt).as_string(None)]
-        set_snapshot = sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)).as_string(None)
-        # A masked read first loads the key pads (psql's stdin), before it imports the snapshot.
-        key = [a for s in key_table_statements() for a in ("-c", s)] if fmt is _TEXT else []
-        reader = subprocess.Popen(
-            [*base, *key, "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "-c", set_snapshot,
-             "-c", copy_out, "-c", "COMMIT"],
-            env=_env(source, source_db, _READ_OPTIONS), stdin=subprocess.PIPE if key else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert reader.stdout is not None
-        if key and reads is not None:
-            _feed_key(reader, reads)
-        writer = subprocess.run([*base, *load], env=_env(target, target_db, LOAD_OPTIONS),
-                                stdin=reader.stdout, capture_output=True, check=False)
-        reader.stdout.close()
-        reader_err = reader.stderr.read() if reader.stderr else b""
-        reader.wait()
-        # A reader killed by SIGPIPE only says that the writer went first: the writer's error is the cause.
-        if reader.returncode != 0 and not (reader.returncode == -signal.SIGPIPE and writer.returncode != 0):
-            raise subprocess.CalledProcessError(reader.returncode, [psql], stderr=reader_err)
-        if writer.returncode != 0:
-            raise subprocess.CalledProcessError(writer.returncode, [psql], stderr=writer.stderr)
-
-    def worker() -> None:
-        try:
-            while not errors:
-                try:
-                    item = work.get_nowait()
-                except queue.Empty:
-                    return
-                copy_one(item)
-                with lock:
-                    done[0] += item.size
-                    progress("data", 10 + 80 * done[0] // total)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, name=f"envbranch-copy-{i}", daemon=True)
-               for i in range(min(COPY_WORKERS, work.qsize()))]
+    streams = stream.options.streams
+    if streams == 1:
+        _guarded(tally, lambda: _copy_small_tables(snap_conn, stream, small, tally))
+    threads = [threading.Thread(target=_work_off, args=(work, stream, tally), name=f"envbranch-copy-{i}",
+                                daemon=True) for i in range(min(streams, work.qsize()))]
     for t in threads:
         t.start()
-    try:
-        if small:
-            with target.connect(target_db) as dst:
-                dst.execute("SET synchronous_commit = off")
-                for item in small:
-                    if errors:
-                        break
-                    _copy_small(snap_conn, dst, item, reads)
-                    with lock:
-                        done[0] += item.size
-                        progress("data", 10 + 80 * done[0] // total)
-    except BaseException as exc:
-        errors.append(exc)
+    if streams > 1:
+        _guarded(tally, lambda: _copy_small_tables(snap_conn, stream, small, tally))
     for t in threads:
         t.join()
-    if errors:
-        raise errors[0]
+    if tally.errors:
+        raise tally.errors[0]
+
+
+def _guarded(tally: _Tally, work: Callable[[], None]) -> None:
+    try:
+        work()
+    except BaseException as exc:
+        tally.errors.append(exc)
+
+
+def _work_off(work: queue.Queue[_Table], stream: _TableStream, tally: _Tally) -> None:
+    """One copy stream: tables from the queue until it is empty or another stream failed."""
+    def drain() -> None:
+        while not tally.errors:
+            try:
+                item = work.get_nowait()
+            except queue.Empty:
+                return
+            stream.copy(item)
+            tally.copied(item)
+
+    _guarded(tally, drain)
+
+
+def copy_out_statement(item: _Table) -> sql.Composed:
+    """The read of one table (or one block slice of it) as binary COPY: the one place that says which
+    rows and columns of a table leave the source."""
+    table = sql.Identifier(item.schema, item.name)
+    columns = _column_list(item)
+    where = _slice(item, sql.SQL("ctid"))
+    if where is None:
+        return sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(table, columns)
+    # ONLY: a slice reads this table's blocks, never an inheriting child's rows (copied as tables of their own).
+    return sql.SQL("COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT (FORMAT binary)").format(columns, table, where)
 
 
 _BINARY, _TEXT = sql.SQL("binary"), sql.SQL("text")
@@ -411,19 +459,13 @@ _BINARY, _TEXT = sql.SQL("binary"), sql.SQL("text")
 _READ_OPTIONS = "-c DateStyle=ISO -c IntervalStyle=postgres"
 
 
-def _read_statement(item: _Table, reads: TableReads | None) -> tuple[str, sql.SQL]:
-    """The reader's COPY ... TO STDOUT of a table or slice, and its format: binary as it is, text
-    when masked (the branch parses each value with its column's type, domain and CHECKs)."""
-    table = sql.Identifier(item.schema, item.name)
-    columns = sql.SQL(", ").join([sql.Identifier(c) for c in item.columns])
+def _read_statement(item: _Table, reads: TableReads | None) -> tuple[sql.Composed, sql.SQL]:
+    """The reader's COPY of a table or slice, and its format: binary as it is, text when masked (the
+    branch parses each value with its column's type, domain and CHECKs)."""
     masked = reads.query(item.schema, item.name, item.columns, _slice(item, sql.SQL("src.ctid"))) if reads else None
     if masked is not None:
-        return sql.SQL("COPY ({}) TO STDOUT").format(masked).as_string(None), _TEXT
-    where = _slice(item, sql.SQL("ctid"))
-    if where is None:
-        return sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(table, columns).as_string(None), _BINARY
-    return sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT binary)").format(
-        columns, table, where).as_string(None), _BINARY
+        return sql.SQL("COPY ({}) TO STDOUT").format(masked), _TEXT
+    return copy_out_statement(item), _BINARY
 
 
 def _slice(item: _Table, ctid: sql.Composable) -> sql.Composable | None:
@@ -437,6 +479,82 @@ def _slice(item: _Table, ctid: sql.Composable) -> sql.Composable | None:
     return where
 
 
+def _column_list(item: _Table) -> sql.Composed:
+    return sql.SQL(", ").join([sql.Identifier(c) for c in item.columns])
+
+
+def _copy_in_statement(item: _Table, fmt: sql.SQL, *, freeze: bool) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}{})").format(
+        sql.Identifier(item.schema, item.name), _column_list(item), fmt, sql.SQL(", FREEZE" if freeze else ""))
+
+
+class _TableStream:
+    """A whole table is emptied and loaded in one transaction with COPY FREEZE: its rows arrive
+    frozen and all-visible, so neither the index builds after the load nor the first readers of the
+    branch rewrite every page to set hint bits (and, on a wal_level=minimal server, the load skips
+    WAL). The slices of a split table share it, so they load plainly. With a rate cap the bytes pass
+    through this process, paced by one ByteRate all streams share; without, reader and writer are
+    joined by a pipe."""
+
+    def __init__(self, source: Server, source_db: str, target: Server, target_db: str, snapshot: str,
+                 options: DumpOptions, reads: TableReads | None = None) -> None:
+        self.options, self.reads = options, reads
+        self.rate = ByteRate(options.max_rate) if options.max_rate else None
+        self.target, self.target_db = target, target_db
+        self.psql = find_client_tools(_server_version(target) // 10000).path("psql")
+        self.base = [self.psql, "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1"]
+        self.source_env = _env(source, source_db, _READ_OPTIONS)
+        self.target_env = _env(target, target_db, LOAD_OPTIONS)
+        self.set_snapshot = sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)).as_string(None)
+
+    def _load(self, item: _Table, fmt: sql.SQL) -> list[str]:
+        if item.blocks is not None:
+            return ["-c", _copy_in_statement(item, fmt, freeze=False).as_string(None)]
+        truncate = sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(item.schema, item.name)).as_string(None)
+        return ["-c", "BEGIN", "-c", truncate, "-c", _copy_in_statement(item, fmt, freeze=True).as_string(None),
+                "-c", "COMMIT"]
+
+    def copy(self, item: _Table) -> None:
+        copy_out, fmt = _read_statement(item, self.reads)
+        # A masked read first loads the key pads (psql's stdin), before it imports the snapshot.
+        key = [a for s in key_table_statements() for a in ("-c", s)] if fmt is _TEXT else []
+        reader = subprocess.Popen(
+            [*self.base, *key, "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "-c", self.set_snapshot,
+             "-c", copy_out.as_string(None), "-c", "COMMIT"],
+            env=self.source_env, stdin=subprocess.PIPE if key else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert reader.stdout is not None
+        if key and self.reads is not None:
+            _feed_key(reader, self.reads)
+        try:
+            writer_rc, writer_err = self._write(item, reader.stdout, fmt)
+        finally:
+            reader.stdout.close()
+            reader_err = reader.stderr.read() if reader.stderr else b""
+            reader.wait()
+        # A reader killed by SIGPIPE only says that the writer went first: the writer's error is the cause.
+        if reader.returncode != 0 and not (reader.returncode == -signal.SIGPIPE and writer_rc != 0):
+            raise subprocess.CalledProcessError(reader.returncode, [self.psql], stderr=reader_err)
+        if writer_rc != 0:
+            raise subprocess.CalledProcessError(writer_rc, [self.psql], stderr=writer_err)
+
+    def _write(self, item: _Table, rows: IO[bytes], fmt: sql.SQL) -> tuple[int, bytes]:
+        """The writer psql loading `rows`: (exit code, stderr)."""
+        argv = [*self.base, *self._load(item, fmt)]
+        if self.rate is None:
+            done = subprocess.run(argv, env=self.target_env, stdin=rows, capture_output=True, check=False)
+            return done.returncode, done.stderr
+        writer = subprocess.Popen(argv, env=self.target_env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE)
+        assert writer.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # the writer stopped: its exit code and stderr say why
+            for chunk in self.rate.paced(iter(lambda: rows.read(CHUNK), b"")):
+                writer.stdin.write(chunk)
+        with contextlib.suppress(BrokenPipeError):
+            writer.stdin.close()
+        return writer.wait(), writer.stderr.read() if writer.stderr else b""
+
+
 def _feed_key(reader: subprocess.Popen[bytes], reads: TableReads) -> None:
     assert reader.stdin is not None
     try:
@@ -446,16 +564,27 @@ def _feed_key(reader: subprocess.Popen[bytes], reads: TableReads) -> None:
         pass  # the reader failed to start: its exit status and stderr tell why
 
 
+def _copy_small_tables(snap_conn: psycopg.Connection[tuple[object, ...]], stream: _TableStream,
+                       small: list[_Table], tally: _Tally) -> None:
+    if not small:
+        return
+    with stream.target.connect(stream.target_db) as dst:
+        dst.execute("SET synchronous_commit = off")
+        for item in small:
+            if tally.errors:
+                return
+            _copy_small(snap_conn, dst, item, stream.rate, stream.reads)
+            tally.copied(item)
+
+
 def _copy_small(snap_conn: psycopg.Connection[tuple[object, ...]], dst: psycopg.Connection[tuple[object, ...]],
-                item: _Table, reads: TableReads | None = None) -> None:
-    table = sql.Identifier(item.schema, item.name)
-    columns = sql.SQL(", ").join([sql.Identifier(c) for c in item.columns])
+                item: _Table, rate: ByteRate | None, reads: TableReads | None = None) -> None:
     copy_out, fmt = _read_statement(item, reads)
     with dst.transaction():
-        dst.execute(sql.SQL("TRUNCATE ONLY {}").format(table))
-        with dst.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}, FREEZE)").format(
-                table, columns, fmt)) as into, snap_conn.cursor().copy(copy_out) as out:
-            for data in out:
+        dst.execute(sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(item.schema, item.name)))
+        with dst.cursor().copy(_copy_in_statement(item, fmt, freeze=True)) as into, \
+                snap_conn.cursor().copy(copy_out) as out:
+            for data in (rate.paced(out) if rate else out):
                 into.write(data)
 
 

@@ -8,6 +8,10 @@ import subprocess
 
 import psycopg
 
+DISK_FULL = "53100"
+# What the server and the tools say when a disk is full; it wins over any transient wording (a server that
+# could not write its WAL stops, and "server closed the connection" must not make the copy start again).
+_DISK_FULL_WORDS = ("No space left on device", "could not extend file")
 # SQLSTATE classes and codes worth retrying.
 _TRANSIENT_CLASSES = ("08",)          # connection exceptions
 _TRANSIENT_CODES = {
@@ -90,6 +94,19 @@ class TlsError(PermanentError):
     """The TLS handshake or the server's TLS rules refused the connection."""
 
 
+class DiskFull(PermanentError):
+    """The server ran out of disk space (SQLSTATE 53100, or a tool's "No space left on device"): never
+    retried, so the partial copy is dropped at once and production's writes resume."""
+
+
+class InsufficientStorage(PermanentError):
+    """The copy would not fit the DatabaseServer's storage budget: refused before anything is copied."""
+
+
+class ReplicaUnavailable(TransientError):
+    """No listed replica answers as a standby of the source's server (retried, then the branch fails)."""
+
+
 class DumpNeeded(Exception):
     """The clone would take the Dump path, and the caller asked to run that elsewhere (the copy lane)."""
 
@@ -133,6 +150,8 @@ def classify(exc: BaseException, secrets: tuple[str, ...] = (), *,
         message = scrub(f"{first_line}" + (f" ({hint})" if hint else ""), secrets, tls_dirs)
         if state == "55006":
             return SourceBusy(message, state)
+        if state == DISK_FULL or any(w in first_line for w in _DISK_FULL_WORDS):
+            return DiskFull(message, DISK_FULL)
         if state is None and isinstance(exc, psycopg.OperationalError):
             # No SQLSTATE: the connection itself failed. Authentication and TLS are not worth retrying.
             if tls := tls_hint(first_line):
@@ -150,6 +169,8 @@ def classify(exc: BaseException, secrets: tuple[str, ...] = (), *,
         text = scrub(f"{tool} failed (exit {exc.returncode}): {' | '.join(lines)}", secrets, tls_dirs)
         if tls := tls_hint(stderr):
             return TlsError(f"{text} ({tls})")
+        if any(w in stderr for w in _DISK_FULL_WORDS):
+            return DiskFull(f"{text} ({_HINTS[DISK_FULL]})", DISK_FULL)
         transient = any(s in stderr for s in _TRANSIENT_TOOL_ERRORS)
         return TransientError(text) if transient else PermanentError(text)
     if isinstance(exc, (ConnectionError, TimeoutError)):

@@ -79,8 +79,8 @@ def drop_forced(conn: Conn, dbname: str) -> None:
             time.sleep(_DROP_PAUSE_S)
 
 
-def create_tagged_database(conn: Conn, create: sql.Composed, dbname: str, uid: str, cluster: str | None,
-                           owner: str | None = None) -> None:
+def create_tagged_database(conn: Conn, create: sql.Composed, dbname: str, uid: str, *, cluster: str | None,
+                           owner: str | None) -> None:
     """Run a CREATE DATABASE and tag the new database. With `owner` (a role tagged with `uid` before
     this call) the database is born owned by it: a crash between CREATE and the tag still leaves a
     database that `database_uid` and the reaper recognise through its owner."""

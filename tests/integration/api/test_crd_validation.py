@@ -117,3 +117,22 @@ def test_a_good_masking_policy_is_accepted(k8s: client.ApiClient, project: str) 
     client.CustomObjectsApi(k8s).create_namespaced_custom_object(GROUP, VERSION, project, "maskingpolicies", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "MaskingPolicy", "metadata": {"name": "good"},
         "spec": {**policy_spec("masking-key"), "personalNamePatterns": ["nick"], "unclassified": "Allow"}})
+
+
+def test_database_server_replicas_dump_defaults_and_storage(k8s: client.ApiClient, project: str) -> None:
+    spec: dict[str, Any] = {"host": "db.example.com", "adminSecretRef": {"name": "admin"},
+                            "replicas": [{"host": "standby-1.example.com"}, {"host": "10.0.0.9", "port": 6432}],
+                            "dump": {"maxRate": "50Mi", "streams": 2},
+                            "storage": {"budgetBytes": 50 * 1024**3, "reserveBytes": 2 * 1024**3}}
+    api = client.CustomObjectsApi(k8s)
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DatabaseServer", "metadata": {"name": "gentle"},
+            "spec": spec}
+    created = api.create_namespaced_custom_object(GROUP, VERSION, project, "databaseservers", body)
+    assert created["spec"]["storage"]["budgetBytes"] == 50 * 1024**3
+    for bad, message in (({"storage": {"budgetBytes": 0}}, "spec.storage.budgetBytes"),
+                         ({"dump": {"maxRate": "100k"}}, "maxRate must be at least 1Mi"),
+                         ({"replicas": [{"host": ""}]}, "spec.replicas[0].host")):
+        body = {**body, "metadata": {"name": "gentle-bad"}, "spec": {**spec, **bad}}
+        with pytest.raises(ApiException) as info:
+            api.create_namespaced_custom_object(GROUP, VERSION, project, "databaseservers", body)
+        assert message in str(info.value.body)

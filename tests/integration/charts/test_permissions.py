@@ -192,3 +192,21 @@ def test_owners_write_masking_policies_and_everyone_else_reads_them(controlplane
             api.patch_namespaced_custom_object(GROUP, VERSION, project, "maskingpolicies", "pii",
                                                {"spec": {"unclassified": "Allow"}})
         assert patched.value.status == 403
+
+
+def test_replicas_and_the_storage_budget_are_for_owners_and_dump_limits_for_everyone(
+        controlplane: ControlPlane, k8s: client.ApiClient, project: str) -> None:
+    """A replica list decides where the operator sends the admin password, a budget how much disk
+    branches may take: DatabaseServers are written by owners only. Dump limits only slow the
+    branch's own copy: editors may set them."""
+    server = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DatabaseServer", "metadata": {"name": "fenced"},
+              "spec": {"host": "db.example", "adminSecretRef": {"name": "admin"}}}
+    client.CustomObjectsApi(k8s).create_namespaced_custom_object(GROUP, VERSION, project, "databaseservers", server)
+    patch = {"spec": {"replicas": [{"host": "attacker.example"}], "storage": {"budgetBytes": 10**12}}}
+    alice, bob = as_user(controlplane, "alice"), as_user(controlplane, "bob")
+    with pytest.raises(client.ApiException) as refused:
+        alice.patch_namespaced_custom_object(GROUP, VERSION, project, "databaseservers", "fenced", patch)
+    assert refused.value.status == 403
+    bob.patch_namespaced_custom_object(GROUP, VERSION, project, "databaseservers", "fenced", patch)
+    create_environment(alice, project, "alice-gentle", {"source": "production", "mode": "Full",
+                                                        "database": {"dump": {"maxRate": "20Mi", "streams": 1}}})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
 import threading
 import uuid
 
@@ -13,34 +11,11 @@ import pytest
 from envbranch import postgres as engine
 from envbranch_testing.postgres import Postgres
 from envbranch_testing.processes import wait_until
-from envbranch_testing.rich_schema import TABLES, admin_server
+from envbranch_testing.rich_schema import admin_server, schema_dump, sequences, table_digest
 
 
 def _uid() -> str:
     return str(uuid.uuid4())
-
-
-def schema_dump(pg: Postgres, dbname: str) -> str:
-    tools = pg.client_tools()
-    out = subprocess.run([tools.path("pg_dump"), "--schema-only", "--no-owner", "--no-privileges", "-d", dbname],
-                         env={"PGHOST": pg.host, "PGPORT": str(pg.port), "PGUSER": pg.superuser.user,
-                              "PGPASSWORD": pg.superuser.password}, capture_output=True, text=True, check=True)
-    # pg_dump 18 brackets its output with a random \restrict key.
-    return re.sub(r"^\\(un)?restrict .*$", "", out.stdout, flags=re.M)
-
-
-def table_digest(pg: Postgres, dbname: str) -> dict[str, tuple[int, str]]:
-    with pg.connect(dbname) as conn:
-        return {t: tuple(conn.execute(  # type: ignore[misc]
-            f"SELECT count(*), coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM {t} x").fetchone())
-            for t in TABLES}
-
-
-def sequences(pg: Postgres, dbname: str) -> dict[str, tuple[object, ...]]:
-    with pg.connect(dbname) as conn:
-        names = [r[0] for r in conn.execute(
-            "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences ORDER BY 1").fetchall()]
-        return {n: tuple(conn.execute(f"SELECT last_value, is_called FROM {n}").fetchone() or ()) for n in names}
 
 
 def large_object_count(pg: Postgres, dbname: str) -> int:

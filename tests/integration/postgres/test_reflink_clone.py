@@ -12,10 +12,7 @@ kernel copies the bytes. Only the shared extents show a reflink.)
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,45 +20,21 @@ from pathlib import Path
 import pytest
 
 from envbranch import postgres as engine
+from envbranch_testing.loopfs import loop_filesystem, loop_unavailable
 from envbranch_testing.postgres import Postgres
 from envbranch_testing.rich_schema import admin_server
 
 IMAGE_BYTES = 512 * 1024**2  # sparse; XFS needs at least 300 MB
 
 
-def _missing_capability() -> str | None:
-    """Why this machine cannot make a loop XFS file system at all (None when it can)."""
-    if os.geteuid() != 0:
-        return "mounting a loop file system needs root"
-    if not Path("/dev/loop-control").exists():
-        return "no loop devices (/dev/loop-control is missing)"
-    if shutil.which("mkfs.xfs") is None:
-        return "mkfs.xfs is not installed (hack/apt-install.sh installs Debian's xfsprogs)"
-    if shutil.which("filefrag") is None:
-        return "filefrag (e2fsprogs) is not installed"
-    return None
-
-
 @pytest.fixture(scope="module")
 def reflink_pg() -> Iterator[Postgres]:
-    if reason := _missing_capability():
+    if reason := loop_unavailable("mkfs.xfs", "filefrag"):
         pytest.skip(reason)
-    work = Path(tempfile.mkdtemp(prefix="envbranch-reflink-"))
-    image, mnt = work / "xfs.img", work / "mnt"
-    mnt.mkdir()
-    with open(image, "wb") as f:
-        f.truncate(IMAGE_BYTES)
-    try:
-        # Everything the capability check allowed must now work: a failure here fails the test.
-        subprocess.run(["mkfs.xfs", "-q", "-f", "-m", "reflink=1", str(image)], check=True, capture_output=True)
-        subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True, capture_output=True)
-        try:
-            with Postgres(major="18", base_dir=mnt / "pg") as pg:
-                yield pg
-        finally:
-            subprocess.run(["umount", str(mnt)], check=True, capture_output=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    # Everything the check allowed must now work: a failure here fails the test.
+    with loop_filesystem(IMAGE_BYTES, ["mkfs.xfs", "-q", "-f", "-m", "reflink=1"]) as mnt, \
+            Postgres(major="18", base_dir=mnt / "pg") as pg:
+        yield pg
 
 
 def _fs_type(path: Path) -> str:

@@ -157,6 +157,8 @@ class FakePostgres:
         self._next_oid = itertools.count(16384)
         self.handed_over: list[tuple[str, str, bool]] = []   # (database, role, sealed)
         self.swaps: list[tuple[str, str, str]] = []
+        self.limits_seen: list[object] = []               # spec.database.dump handed to each clone
+        self.storage_checks: list[tuple[str, str, str, str | None]] = []
 
     def _maybe_fail(self, op: str) -> None:
         if op in self.fail:
@@ -228,8 +230,9 @@ class FakePostgres:
 
     def clone(self, project: str, *, source_server: str, source_database: str, server: str, database: str,
               mode: str, strategy: str, uid: str, progress: Callable[[str, int], None], owner: str | None = None,
-              dump: bool = True, masking: object = None) -> dict[str, Any]:
+              dump: bool = True, masking: object = None, limits: object = None) -> dict[str, Any]:
         self.cloned_with_masking = masking
+        self.limits_seen.append(limits)
         if self.lane_only and not dump:
             raise engine.DumpNeeded()
         self._maybe_fail("clone")
@@ -239,6 +242,11 @@ class FakePostgres:
             if (server, database) not in self.databases:   # cut off: its database was dropped
                 raise engine.PermanentError("the copy was cut off")
         return {**result, "strategy": "Dump" if dump and self.lane_only else result["strategy"]}
+
+    def require_storage(self, project: str, *, server: str, source_server: str, source_database: str, mode: str,
+                        replacing: str | None = None) -> None:
+        self.storage_checks.append((server, source_database, mode, replacing))
+        self._maybe_fail("require_storage")
 
     def role_exists(self, project: str, server: str, role: str) -> bool:
         return (server, role) in self.roles
@@ -357,7 +365,7 @@ def install(monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setattr(configuration, "delete", _port(kube.delete_config, ctx.kube))
     monkeypatch.setattr(events, "emit", _port(kube.emit, ctx.kube))
     monkeypatch.setattr(connection, "server_info", _port(pg.server_info, ctx))
-    for name in ("require_database", "public_can_connect", "tagged_uid", "create_owner_role",
+    for name in ("require_database", "public_can_connect", "tagged_uid", "create_owner_role", "require_storage",
                  "create_empty", "clone", "role_exists", "create_role", "drop_database", "drop_role", "untag",
                  "hand_over", "find_refresh", "swap", "rename", "allow_connections"):
         monkeypatch.setattr(database, name, _port(getattr(pg, name), ctx))

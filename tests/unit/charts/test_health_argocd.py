@@ -7,45 +7,13 @@ objects do, and turns an unknown status into Unknown."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
+from health_cases import CAPTURED_HEALTH, CASES
 
 from envbranch_testing.tools import CHART, argocd_health, argocd_health_upstream
-
-CAPTURED: dict[str, dict[str, Any]] = yaml.safe_load((Path(__file__).parent / "captured_status.yaml").read_text())
-
-
-def _with(obj: dict[str, Any], generation: int | None = None, **status: Any) -> dict[str, Any]:
-    out = copy.deepcopy(obj)
-    if generation is not None:
-        out["metadata"]["generation"] = generation
-    out["status"] = {**(out.get("status") or {}), **status}
-    return out
-
-
-def _cases() -> dict[str, dict[str, Any]]:
-    cases = dict(CAPTURED)
-    for kind in ("Environment", "DatabaseServer"):
-        bare = {"apiVersion": "envbranch.io/v1alpha1", "kind": kind, "metadata": {"name": "x", "generation": 1}}
-        cases[f"{kind}-no-status"] = bare
-        cases[f"{kind}-empty-status"] = {**bare, "status": {}}
-    cases["active-generation-ahead"] = _with(CAPTURED["active"], generation=3)
-    cases["active-observed"] = _with(CAPTURED["active"], generation=3, observedGeneration=3)
-    cases["failed-spec-changed"] = _with(CAPTURED["failed"], generation=2)
-    cases["stalled-no-phase"] = _with(CAPTURED["active"], phase=None, conditions=[
-        {"type": "Stalled", "status": "True", "reason": "X", "message": "stuck"}])
-    cases["deleting"] = _with(CAPTURED["active"], phase="Deleting", conditions=[
-        {"type": "Ready", "status": "False", "reason": "Deleting", "message": "removing the database"},
-        {"type": "Reconciling", "status": "True", "reason": "Deleting", "message": "removing the database"}])
-    cases["server-generation-ahead"] = _with(CAPTURED["server-ready"], generation=2)
-    return cases
-
-
-CASES = _cases()
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +22,7 @@ def upstream() -> dict[str, dict[str, str]]:
     return dict(zip(names, argocd_health_upstream([CASES[n] for n in names]), strict=True))
 
 
-@pytest.mark.parametrize(("moment", "health", "says"), [
-    ("pending", "Progressing", "Pending: waiting for source Environment 'production' to exist"),
-    ("branching", "Progressing", "Branching: branching"),
-    ("active", "Healthy", "branched from production (System)"),
-    ("root-active", "Healthy", "root environment"),
-    ("generation-ahead", "Progressing", "generation 2 not yet observed (status is for 1)"),
-    ("failed", "Degraded", "step credentials failed: fault injected at step credentials (test switch); rolled back"),
-    ("server-ready", "Healthy", "PostgreSQL 18"),
-    ("server-unreachable", "Degraded", "password authentication failed"),
-])
+@pytest.mark.parametrize(("moment", "health", "says"), CAPTURED_HEALTH)
 def test_captured_objects_on_argocds_vm(upstream: dict[str, dict[str, str]], moment: str, health: str,
                                         says: str) -> None:
     assert "error" not in upstream[moment], upstream[moment]

@@ -29,6 +29,10 @@ def clone(run: Run, plan: Plan, condition: str = common.CONDITION_DATABASE_READY
     job = lane.get(run.uid)
     masked = plan.masking is not None and plan.masking.engine is not None
     if job is None:
+        assert plan.source_server and plan.source_database and run.spec.mode
+        # Before every start of the copy, this branch's own partial copy (dropped first) not counted.
+        database.require_storage(run.ctx, run.project, server=plan.server_name, source_server=plan.source_server,
+                                 source_database=plan.source_database, mode=run.spec.mode, replacing=plan.database)
         copy = _copier(run, plan, progress)
         try:
             # A schema-only Dump is short: only a Full one goes to the lane.
@@ -67,9 +71,12 @@ def _copier(run: Run, plan: Plan, progress: tuple[str, int, int]) -> Callable[[S
             last[0] = time.monotonic()
             run.progress(step_name, low + percent * (high - low) // 100)
 
+    limits = run.spec.database.dump if run.spec.database else None
+
     def copy(strategy: Strategy, dump: bool) -> dict[str, Any]:
         return database.clone(run.ctx, run.project, source_server=source_server, source_database=source_database,
                               server=plan.server_name, database=plan.database, mode=mode, strategy=strategy,
-                              uid=run.uid, progress=report, owner=plan.role, dump=dump, masking=masking)
+                              uid=run.uid, progress=report, owner=plan.role, dump=dump, masking=masking,
+                              limits=limits)
 
     return copy

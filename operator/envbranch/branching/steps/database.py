@@ -34,9 +34,11 @@ def make(run: Run, plan: Plan) -> None:
     else:
         result = clone.clone(run, plan)
     watch.raise_if_deleted(run)
+    replica = (f", read from replica {result['rows_from']} ({result['replica_lag_seconds']}s behind)"
+               if result.get("replica_lag_seconds") is not None else "")
     run.event("DatabaseCloned" if plan.parent else "DatabaseCreated",
               f"database {plan.database} on {plan.server_name}: {result['strategy']}, "
-              f"{result['bytes']} bytes in {result['seconds']}s")
+              f"{result['bytes']} bytes in {result['seconds']}s{replica}")
     metrics.BYTES_COPIED.labels(result["strategy"]).inc(result["bytes"])
     ready = (common.CONDITION_DATABASE_READY, True, "Cloned" if plan.parent else "Created",
              f"database {plan.database} ready ({result['strategy']})")

@@ -1,0 +1,82 @@
+"""Gentle copies, copies read from a real streaming standby, and the storage budget, through the
+operator: the branch passes the schema and row checks, status says where its rows came from, and the
+primary's copy of the source is never opened."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from envbranch.api.common import GROUP, VERSION
+from envbranch_testing.postgres import Postgres, Standby
+from envbranch_testing.processes import wait_until
+from envbranch_testing.rich_schema import RICH_SCHEMA, assert_same_copy
+from envbranch_testing.scenario import Project, assert_nothing_left
+
+
+@pytest.fixture(scope="module")
+def standby(postgres: Postgres) -> Iterator[Standby]:
+    with Standby(postgres) as replica:
+        yield replica
+
+
+@pytest.fixture
+def rich_project(project: Project, standby: Standby) -> Iterator[tuple[Project, str]]:
+    """`project` with a production root adopting a copy of the rich database, replayed on the standby."""
+    dbname = f"rich_{project.namespace.replace('-', '_')}"
+    with project.pg.connect(role=project.pg.admin) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    with project.pg.connect(dbname, role=project.pg.admin) as conn:
+        conn.execute(RICH_SCHEMA)
+    project.allow_adoption(dbname)
+    project.apply_env("production", {"database": {"serverRef": "main", "name": dbname}})
+    project.wait_phase("production", "Active")
+    wait_until(standby.caught_up, timeout=60, what="the standby to replay the rich database")
+    yield project, dbname
+
+
+def _patch_server(project: Project, spec: dict[str, Any]) -> None:
+    project.custom.patch_namespaced_custom_object(GROUP, VERSION, project.namespace, "databaseservers", "main",
+                                                  {"spec": spec})
+
+
+def test_a_branch_read_from_the_standby_leaves_the_primary_alone(rich_project: tuple[Project, str],
+                                                                 standby: Standby) -> None:
+    project, src = rich_project
+    _patch_server(project, {"replicas": [{"host": standby.host, "port": standby.port}]})
+    before = project.pg.sessions_opened(src)
+    project.apply_env("from-standby", {"source": "production", "mode": "Full", "database": {"strategy": "Dump"}})
+    status = project.wait_phase("from-standby", "Active", "Failed")
+    assert status["phase"] == "Active", status
+    database = status["database"]
+    assert database["rowsFrom"] == f"{standby.host}:{standby.port}", database
+    assert database["replicaLagSeconds"] >= 0
+    assert project.pg.sessions_opened(src) == before + 1  # only our marker opened it on the primary
+    assert_same_copy(project.pg, src, database["name"], from_standby=True)
+    assert any(reason == "DatabaseCloned" and f"read from replica {standby.host}:{standby.port}" in message
+               for reason, message in project.events("from-standby"))
+
+
+def test_a_gentle_branch_keeps_every_object_and_row(rich_project: tuple[Project, str]) -> None:
+    project, src = rich_project
+    _patch_server(project, {"dump": {"maxRate": "2Mi", "streams": 3}})
+    project.apply_env("gentle", {"source": "production", "mode": "Full",
+                                 "database": {"strategy": "Dump", "dump": {"streams": 1}}})
+    status = project.wait_phase("gentle", "Active", "Failed")
+    assert status["phase"] == "Active", status
+    assert status["database"]["rowsFrom"] == f"{project.pg.host}:{project.pg.port}"
+    assert status["database"].get("replicaLagSeconds") is None
+    assert_same_copy(project.pg, src, status["database"]["name"])
+
+
+def test_a_branch_over_the_storage_budget_fails_before_anything_is_copied(rich_project: tuple[Project, str]) -> None:
+    project, _ = rich_project
+    _patch_server(project, {"storage": {"budgetBytes": 1024 * 1024, "reserveBytes": 0}})
+    project.apply_env("too-big", {"source": "production", "mode": "Full"})
+    status = project.wait_stalled("too-big")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "InsufficientStorage" and "does not fit" in ready["message"], ready
+    assert "spec.storage" in ready["message"]
+    assert_nothing_left(project, "too-big", project.uid("too-big"))
