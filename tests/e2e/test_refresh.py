@@ -8,6 +8,7 @@ that fails leaves the old data serving and says why."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -18,6 +19,7 @@ from psycopg import sql
 from typer.testing import CliRunner
 
 from envbranch import postgres as engine
+from envbranch.api.common import parse_rfc3339
 from envbranch.cli.main import app
 from envbranch_testing.controlplane import ControlPlane
 from envbranch_testing.postgres import Role
@@ -179,8 +181,11 @@ def test_a_scheduled_refresh_runs_on_time(shop: Project) -> None:
     secret = _secret(shop, "nightly")
     assert wait_until(lambda: shop.status("nightly").get("nextRefresh"), timeout=30, what="nextRefresh")
     _add_customers(shop, 4)
-    status = wait_until(lambda: (s := shop.status("nightly")).get("lastRefresh") and s, timeout=180,
-                        what="the scheduled refresh to run")
+    added = dt.datetime.now(dt.UTC)
+    # A run may fire before the rows were added (the minute can turn at once): wait for one after.
+    status = wait_until(lambda: (s := shop.status("nightly")).get("refresh", {}).get("stage") == "Done" and
+                        parse_rfc3339(s["refresh"]["startedAt"]) > added.replace(microsecond=0) and s,
+                        timeout=180, what="a scheduled refresh started after the rows were added")
     assert status["lastRefresh"]["token"].startswith("scheduled ")
     assert _secret(shop, "nightly").data == secret.data
     assert _customers(_uri(secret)) == 204
