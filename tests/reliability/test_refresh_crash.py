@@ -11,10 +11,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from faults import BIG_ROOT, DUMP, Recorder, unpause, wait_copying
+from faults import BIG_ROOT, DUMP, unpause, wait_copying
 
 from envbranch_testing.operator import OperatorProcess
 from envbranch_testing.processes import wait_until
+from envbranch_testing.reliability_table import Recorder
 from envbranch_testing.scenario import Project
 
 pytestmark = pytest.mark.needs_local_operator  # SIGKILLs and restarts the operator process
