@@ -44,7 +44,7 @@ def _server(b: Bench) -> Iterator[tuple[Bench, str]]:
                 where = "xfs reflink=1 (loop)"
             except LoopUnavailable as exc:
                 where = f"default file system ({exc})"
-        pg = stack.enter_context(Postgres(base_dir=base))
+        pg = stack.enter_context(Postgres(base_dir=base, durable=True))  # production durability, as P1-P8
         yield Bench(pg, b.settings), where
 
 
