@@ -12,6 +12,8 @@ bench/results.json, docs/bench-*.png and the README's Performance table.
   its pgbench pinned to one CPU, the standby, that server and the copy to the others, as on two machines);
 - P6 concurrent branches over one branch; P7 operator peak RSS with many Environments and API
   writes while idle; P8 PostgreSQL 18's reflink clone on an XFS loop file system;
+- P9 apply → Ready of a Full branch of a sealed snapshot of a busy production, small and large; P10
+  the window in which a refresh in place cuts a branch's clients off (both on the XFS file system).
 - P11 a masked Dump's throughput over the unmasked Dump's (the large tables' text columns hashed).
 
 Settings (environment): BENCH_SCALES (pgbench -s, default "1,67": about 23 MB and 1 GB),
@@ -31,7 +33,7 @@ import os
 import sys
 from typing import Any
 
-from bench import cluster, engine, masking, reflink, report
+from bench import cluster, engine, masking, reflink, report, snapshots
 from bench.common import Bench, Settings, ratio
 from envbranch_testing.postgres import Postgres
 
@@ -96,6 +98,9 @@ def main() -> int:
     log("P8", results["P8"])
     if "error" in results["P8"]:
         results["notes"].append(f"P8 not measured: {results['P8']['error']}")
+    results.update(snapshots.measure(b, s.scales, s.repeat))
+    log("P9", results["P9"])
+    log("P10", results["P10"])
     results["summary"] = report.summary(results)
     save()
     results["plots"] = [str(p.relative_to(s.docs.parent)) if s.readme else p.name

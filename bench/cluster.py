@@ -70,15 +70,19 @@ class Cluster:
         for name in names:
             self.project.wait_gone(name, timeout=600)
 
-    def branch_seconds(self, source: str, strategy: str, repeat: int) -> tuple[float, str]:
-        """Median apply → Active of one branch, and the strategy the operator chose."""
-        samples, chosen = [], ""
+    def branch_samples(self, source: str, strategy: str, repeat: int) -> list[tuple[float, dict[str, Any]]]:
+        """apply → Active of one branch, `repeat` times: (seconds, its status.database) each."""
+        samples = []
         for _ in range(repeat):
             seconds, names = self.branch_all(source, 1, strategy)
-            chosen = self.project.status(names[0])["database"]["strategy"]
-            samples.append(seconds)
+            samples.append((seconds, self.project.status(names[0])["database"]))
             self.delete(names)
-        return round(statistics.median(samples), 3), chosen
+        return samples
+
+    def branch_seconds(self, source: str, strategy: str, repeat: int) -> tuple[float, str]:
+        """Median apply → Active of one branch, and the strategy the operator chose."""
+        samples = self.branch_samples(source, strategy, repeat)
+        return round(statistics.median(s for s, _ in samples), 3), samples[-1][1]["strategy"]
 
     # -- the operator and the API server ---------------------------------------------------------
     def cpu_seconds(self) -> dict[str, float]:

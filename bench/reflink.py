@@ -15,6 +15,7 @@ from envbranch_testing.loopfs import LoopUnavailable, loop_filesystem
 from envbranch_testing.postgres import Postgres
 
 IMAGE_BYTES = 8 * 1024**3  # sparse: only what PostgreSQL writes takes disk space
+MKFS = ["mkfs.xfs", "-q", "-f", "-m", "reflink=1"]
 
 
 def reflink_clone(b: Bench, scale: int) -> dict[str, Any]:
@@ -23,7 +24,7 @@ def reflink_clone(b: Bench, scale: int) -> dict[str, Any]:
     if shutil.which("mkfs.xfs") is None:
         return {"error": "mkfs.xfs is not installed (make bench installs Debian's xfsprogs)"}
     try:
-        with loop_filesystem(IMAGE_BYTES, ["mkfs.xfs", "-q", "-f", "-m", "reflink=1"]) as mnt:
+        with loop_filesystem(IMAGE_BYTES, MKFS) as mnt:
             return _measure_on(b, scale, mnt / "pg")
     except LoopUnavailable as exc:
         return {"error": str(exc)}

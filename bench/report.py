@@ -35,6 +35,10 @@ TARGETS = (
     Target("P7_rss_mb", "operator peak RSS with {environments} Environments (MB)", "≤ 150", False, 150),
     Target("P7_writes", "API writes in an idle period", "0", False, 0),
     Target("P8", "reflink clone of the large database (seconds)", "< 1 s", False, 1.0),
+    Target("P9", "apply → Ready of a Full branch of a sealed snapshot of a busy production, small; large (s)",
+           "≤ 1 s", False, 1.0),
+    Target("P9_ratio", "P9 large / small", "≤ 1.2", False, 1.2),
+    Target("P10", "refresh in place of the large environment: clients cut off (seconds)", "≤ 1 s", False, 1.0),
     Target("P11", "masked Dump throughput / unmasked Dump, large (fillers hashed)", "≥ 0.8", True, 0.8),
 )
 
@@ -49,7 +53,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     scales = [str(s) for s in results["scales_measured"]]
     small, large = scales[0], scales[-1]
     engine, p1 = results["engine"], results.get("P1") or {}
-    p5, p6, p7, p8, p11 = (results.get(k) or {} for k in ("P5", "P6", "P7", "P8", "P11"))
+    p5, p6, p7, p8, p9, p10, p11 = (results.get(k) or {} for k in ("P5", "P6", "P7", "P8", "P9", "P10", "P11"))
 
     def p1_ratio(scale: str, strategy: str) -> float | None:
         return ((p1.get(scale) or {}).get(strategy) or {}).get("ratio")
@@ -70,6 +74,9 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "P7_rss_mb": p7.get("P7_peak_rss_mb"),
         "P7_writes": p7.get("P7_idle_api_writes"),
         "P8": p8.get("P8_reflink_clone_seconds"),
+        "P9": p9.get("P9_seconds"),
+        "P9_ratio": p9.get("P9_large_vs_small"),
+        "P10": p10.get("P10_cutoff_seconds"),
         "P11": p11.get("P11_masked_vs_unmasked"),
     }
 

@@ -23,6 +23,7 @@ from envbranch_testing.sample_app import row_counts
 from envbranch_testing.scenario import Project
 
 EXAMPLES = REPO_ROOT / "examples"
+EXAMPLE_ENVIRONMENTS = ("production", "staging", "feature-x", "snapshot", "pr-1234")
 SERVER_EXAMPLE = EXAMPLES / "10-database-server.yaml"
 
 
@@ -79,12 +80,12 @@ def run_demo(console: Console, keep: bool = False) -> int:
         rest = [f for f in sorted(EXAMPLES.glob("*.yaml")) if f != SERVER_EXAMPLE]
         console.print(cp.kubectl("apply", *(a for f in rest for a in ("-f", str(f)))).stdout)
         with console.status("waiting for every Environment to be Ready"):
-            for name in ("production", "staging", "feature-x"):
+            for name in EXAMPLE_ENVIRONMENTS:
                 shop.wait_phase(name, "Active", "Failed", timeout=180)
         console.print("[bold]$ kubectl get env -A -o wide[/]")
         console.print(cp.kubectl("get", "env", "-A", "-o", "wide").stdout)
         console.print(cp.kubectl("get", "dbserver", "-A").stdout)
-        failed = [n for n in ("production", "staging", "feature-x") if shop.status(n).get("phase") != "Active"]
+        failed = [n for n in EXAMPLE_ENVIRONMENTS if shop.status(n).get("phase") != "Active"]
         if failed:
             console.print(f"[red]not Active: {failed}[/]\n" + op.log()[-3000:])
             return 1

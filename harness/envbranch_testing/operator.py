@@ -23,7 +23,7 @@ OPERATOR_USER = "system:serviceaccount:envbranch-system:envbranch-operator"
 # hack/e2e-kind.sh sets the same on the chart's Deployment.
 E2E_OPERATOR_ENV = {
     "ENVBRANCH_FAULT_INJECTION": "1", "ENVBRANCH_PROBE_INTERVAL": "2", "ENVBRANCH_REAPER_INTERVAL": "2",
-    "ENVBRANCH_REAPER_GRACE": "1", "ENVBRANCH_SOURCE_WAIT": "1",
+    "ENVBRANCH_REAPER_GRACE": "1", "ENVBRANCH_SOURCE_WAIT": "1", "ENVBRANCH_REFRESH_GRACE": "1",
 }
 
 

@@ -15,7 +15,7 @@ import kopf
 from kopf._core.actions.execution import HandlerChildrenRetry
 
 from envbranch.api import common
-from envbranch.branching import environment, reaper, servers
+from envbranch.branching import environment, reaper, schedule, servers
 from envbranch.branching.context import OperatorContext
 from envbranch.branching.errors import Transient, Waiting
 
@@ -121,6 +121,16 @@ def _register_environments(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> 
             if await stopped.wait(min(left, 10)):
                 return
         await asyncio.to_thread(environment.expire_environment, ctx, dict(body), str(spec["ttl"]))
+
+    @kopf.daemon(*ENVIRONMENTS, registry=reg, id="schedule_refresh", cancellation_timeout=5,
+                 when=lambda spec, **_: bool((spec.get("refresh") or {}).get("schedule")))
+    async def schedule_refresh(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+        """spec.refresh.schedule: an asyncio task per scheduled Environment that asks for the refresh
+        when it is due (schedule.py); the refresh itself is the reconcile's."""
+        while not stopped.is_set():
+            wait = await asyncio.to_thread(schedule.tick, ctx, dict(body))
+            if await stopped.wait(wait):
+                return
 
 
 def _register_servers(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:

@@ -26,6 +26,8 @@ class OperatorSettings:
     reaper_interval: float = field(default_factory=lambda: _env_float("ENVBRANCH_REAPER_INTERVAL", 300))
     reaper_grace: float = field(default_factory=lambda: _env_float("ENVBRANCH_REAPER_GRACE", 600))
     source_wait: float = field(default_factory=lambda: _env_float("ENVBRANCH_SOURCE_WAIT", 5))
+    # A refresh ends the sessions of the database it replaces this long after the new copy is ready.
+    refresh_grace: float = field(default_factory=lambda: _env_float("ENVBRANCH_REFRESH_GRACE", 10))
     # Test-only: honour the envbranch.io/inject-fault annotation (never set in production).
     fault_injection: bool = field(default_factory=lambda: os.environ.get("ENVBRANCH_FAULT_INJECTION") == "1")
 

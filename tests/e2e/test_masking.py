@@ -21,6 +21,7 @@ from envbranch_testing import personal_schema as personal_db
 from envbranch_testing.controlplane import ControlPlane
 from envbranch_testing.operator import OperatorProcess
 from envbranch_testing.postgres import Postgres
+from envbranch_testing.processes import wait_until
 from envbranch_testing.scenario import Project, assert_nothing_left
 
 ROWS = 20_000
@@ -190,3 +191,22 @@ def test_a_masking_policy_is_validated_when_applied(personal: bytes, project: Pr
         project.apply_env("schema-masked", {"source": "production", "mode": "System",
                                             "database": {"masking": "pii"}})
     assert "spec.database.masking needs mode Full" in str(system.value.body)
+
+
+def test_a_refresh_of_a_masked_branch_masks_the_new_copy_again(personal: bytes, project: Project) -> None:
+    """A refresh goes through the branch's own clone: the new copy is masked in the source's read again."""
+    pg = project.pg
+    project.apply_env("masked-r", {"source": "production", "mode": "Full", "database": {"masking": "pii"}})
+    db = project.wait_phase("masked-r", "Active", timeout=180)["database"]["name"]
+    before = _digest(pg, db)
+    with pg.connect() as conn:
+        oid = conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (db,)).fetchone()
+    project.annotate("masked-r", {"envbranch.io/refresh": "again"})
+    status = wait_until(lambda: (s := project.status("masked-r")).get("refresh", {}).get("stage") in ("Done", "Failed")
+                        and s, timeout=180, what="the masked branch's refresh")
+    assert status["refresh"]["stage"] == "Done" and status["lastRefresh"]["strategy"] == "Dump", status
+    with pg.connect() as conn:
+        assert conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (db,)).fetchone() != oid
+    samples = personal_db.sample_values(ROWS)
+    assert personal_db.found_in_tables(pg, db, samples) == []
+    assert _digest(pg, db) == before  # the same source rows, masked alike by the same key

@@ -5,13 +5,11 @@ complete; nothing is left behind either way."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from faults import DUMP, adopt_root, assert_converged, assert_nothing_left, create_big_database, wait_copying
 
 from envbranch import postgres as engine
-from envbranch_testing.postgres import Postgres
 from envbranch_testing.processes import wait_until
 from envbranch_testing.reliability_table import Recorder
 from envbranch_testing.scenario import Project
@@ -38,26 +36,6 @@ def _noticed(project: Project, name: str) -> str | None:
         return f"Retrying: {retries[0]}"
     ready = next((c for c in project.status(name).get("conditions") or [] if c["type"] == "Ready"), {})
     return f"Pending: {ready['message']}" if ready.get("reason") == "ServerNotReady" else None
-
-
-@pytest.fixture
-def side(project: Project) -> Iterator[Project]:
-    """A PostgreSQL server of its own (the session's is not disturbed) with a DatabaseServer `side` and
-    a root `side-root` adopting a ~130 MB database on it."""
-    with Postgres() as pg:
-        proj = Project(project.api, project.namespace, pg, server="side")
-        proj.create_server("side")
-        proj.wait_server_ready("side")
-        create_big_database(pg, "side_source", rows=40_000)
-        adopt_root(proj, "side-root", "side_source", server="side")
-        yield proj
-        # Nothing of this project may keep the operator busy once its server is gone.
-        for env in proj.custom.list_namespaced_custom_object("envbranch.io", "v1alpha1", proj.namespace,
-                                                             "environments")["items"]:
-            proj.delete_env(env["metadata"]["name"])
-            proj.wait_gone(env["metadata"]["name"])
-        proj.custom.delete_namespaced_custom_object("envbranch.io", "v1alpha1", proj.namespace, "databaseservers",
-                                                    "side")
 
 
 @pytest.mark.reliability("PostgreSQL stopped during a clone, then started", "while the server is down the "

@@ -27,7 +27,8 @@ def test_every_object_the_demo_needs_is_in_examples() -> None:
     assert set(_objects()) == {("Namespace", "shop"), ("Secret", "main-admin"), ("DatabaseServer", "main"),
                                ("Environment", "production"), ("Environment", "staging"),
                                ("Environment", "feature-x"), ("Secret", "masking-key"), ("MaskingPolicy", "pii"),
-                               ("Environment", "qa-masked")}
+                               ("Environment", "qa-masked"), ("Environment", "snapshot"),
+                               ("Environment", "pr-1234")}
 
 
 def test_the_masked_branch_names_a_policy_whose_key_is_a_placeholder() -> None:

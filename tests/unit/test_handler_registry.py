@@ -27,7 +27,8 @@ def test_the_handler_ids_are_those_of_the_module_level_handlers_before() -> None
     reg = handlers.registry(OperatorContext.build(OperatorSettings()))
     assert {(type(h).__name__, h.id) for h in _handlers(reg)} == {
         ("ActivityHandler", "login"), ("ActivityHandler", "configure"), ("ActivityHandler", "executor"),
-        ("DaemonHandler", "expire_environment"), ("TimerHandler", "reprobe_server"),
+        ("DaemonHandler", "expire_environment"), ("DaemonHandler", "schedule_refresh"),
+        ("TimerHandler", "reprobe_server"),
         ("TimerHandler", "reap_orphans"), ("ChangingHandler", "reconcile_environment"),
         ("ChangingHandler", "delete_environment"), ("ChangingHandler", "probe_server"),
         ("ChangingHandler", "release_server")}

@@ -23,6 +23,9 @@ LABEL_COPIED_FROM_ID = "envbranch.io/copied-from-id"
 ANNOTATION_COPIED_FROM = "envbranch.io/copied-from"
 ANNOTATION_ROTATE_KEYS = "envbranch.io/rotate-keys"
 ANNOTATION_RETRY = "envbranch.io/retry"
+ANNOTATION_REFRESH = "envbranch.io/refresh"
+# Written by the operator when spec.refresh.schedule fires (the time it fired for).
+ANNOTATION_REFRESH_SCHEDULED = "envbranch.io/refresh-scheduled"
 # Test-only switch, honoured only when the operator runs with ENVBRANCH_FAULT_INJECTION=1.
 ANNOTATION_INJECT_FAULT = "envbranch.io/inject-fault"
 ANNOTATION_INJECT_PAUSE = "envbranch.io/inject-pause"
@@ -34,6 +37,7 @@ CONDITION_SOURCE_READY = "SourceReady"
 CONDITION_DATABASE_READY = "DatabaseReady"
 CONDITION_CREDENTIALS_READY = "CredentialsReady"
 CONDITION_CONFIG_COPIED = "ConfigCopied"
+CONDITION_REFRESHED = "Refreshed"
 CONDITION_DATA_MASKED = "DataMasked"
 
 PHASE_PENDING = "Pending"

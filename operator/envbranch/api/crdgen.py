@@ -95,7 +95,8 @@ def _col(name: str, path: str, type_: str = "string", priority: int = 0) -> dict
 def generate() -> dict[str, str]:
     crds = {
         "envbranch.io_environments.yaml": crd(Environment, "environments", ["env"], [
-            _col("Source", ".spec.source"), _col("Mode", ".spec.mode"), _col("Phase", ".status.phase"),
+            _col("Source", ".spec.source"), _col("Mode", ".spec.mode"), _col("Access", ".status.access"),
+            _col("Phase", ".status.phase"),
             _col("Database", ".status.database.name"), _col("Age", ".metadata.creationTimestamp", "date"),
             _col("Display Name", ".spec.displayName", priority=1),
             _col("Strategy", ".status.database.strategy", priority=1),

@@ -15,8 +15,14 @@ Mode = Literal["Full", "System"]
 Strategy = Literal["Auto", "Template", "Dump"]
 DeletionPolicy = Literal["Delete", "Retain"]
 Phase = Literal["Pending", "Branching", "Active", "Failed", "Deleting"]
+Access = Literal["Open", "Sealed"]
+RefreshStage = Literal["Copying", "Copied", "Done", "Failed"]
 
 TTL_PATTERN = r"^([0-9]+[smhd])+$"
+# Five cron fields (minute hour day-of-month month day-of-week), each made of digits, names, '*',
+# '/', ',', '-' and '?'. What the fields mean is checked by the operator (condition Refreshed, reason
+# InvalidSchedule); this pattern refuses the obviously wrong at apply.
+CRON_PATTERN = r"^[0-9A-Za-z*/,?-]+( +[0-9A-Za-z*/,?-]+){4}$"
 _TTL_PART = re.compile(r"([0-9]+)([smhd])")
 _TTL_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -104,6 +110,14 @@ class EnvironmentDatabase(Model):
                                     "unset fields take the source DatabaseServer's spec.dump.")
 
 
+class RefreshSpec(Model):
+    """Re-clone the database from the source in place, on a schedule (and on demand through the
+    annotation envbranch.io/refresh)."""
+
+    schedule: str | None = Field(default=None, max_length=100, pattern=CRON_PATTERN,
+                                 description="Cron expression (UTC), e.g. '0 3 * * *' for 03:00 every night.")
+
+
 _IMMUTABLE_SCALARS = ("source", "mode")
 _IMMUTABLE_OBJECTS = ("copy", "database")
 
@@ -113,6 +127,10 @@ def _immutability_rules() -> list[dict[str, Any]]:
                  f"spec.{f} is immutable") for f in _IMMUTABLE_SCALARS]
     rules.append(cel("(has(self.__namespace__) ? self.__namespace__ : '') == "
                      "(has(oldSelf.__namespace__) ? oldSelf.__namespace__ : '')", "spec.namespace is immutable"))
+    # Open -> Sealed would have to take credentials away from running applications, Sealed -> Open
+    # would hand a snapshot's data to them: both are a new environment instead.
+    rules.append(cel("(has(self.access) ? self.access : 'Open') == (has(oldSelf.access) ? oldSelf.access : 'Open')",
+                     "spec.access is immutable: create a new environment to seal or open one"))
     rules += [cel(f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})",
                   f"spec.{f} is immutable") for f in _IMMUTABLE_OBJECTS]
     return rules
@@ -125,6 +143,10 @@ SPEC_RULES = [
         "spec.namespace and spec.database.name are for root environments only (without spec.source)"),
     cel("has(self.source) || !has(self.copy)", "spec.copy needs spec.source: a root environment has nothing to copy"),
     cel("has(self.source) || !has(self.mode)", "spec.mode needs spec.source: a root environment is not a branch"),
+    cel("has(self.source) || !has(self.refresh)",
+        "spec.refresh needs spec.source: a root environment has nothing to refresh from"),
+    cel("!has(self.access) || self.access == 'Open' || has(self.source)",
+        "spec.access Sealed is for branches (spec.source set): a root's database serves its applications"),
     cel("!has(self.database) || !has(self.database.masking) || (has(self.mode) && self.mode == 'Full')",
         "spec.database.masking needs mode Full: a System branch copies no rows"),
     cel("!has(self.source) || !has(self.personalData)",
@@ -150,6 +172,12 @@ class EnvironmentSpec(Model):
     database: EnvironmentDatabase | None = Field(default=None, description="Database placement and clone strategy.")
     namespace: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL,
                                   description="Roots only: the existing namespace to adopt.")
+    access: Access | None = Field(default=None, description="Open (default): a credentials Secret, the "
+                                  "application connects. Sealed: no credentials and no login role; only the "
+                                  "operator connects, so the database is always idle and branches of it are "
+                                  "Template copies. Immutable.")
+    refresh: RefreshSpec | None = Field(default=None, description="Branches only: re-clone the database from "
+                                        "the source on a schedule, keeping role, password, Secret and children.")
     ttl: str | None = Field(default=None, max_length=32, pattern=TTL_PATTERN,
                             description="Delete the environment this long after creation, e.g. 72h, 90m, 7d.")
     personal_data: bool | None = Field(
@@ -162,6 +190,10 @@ class EnvironmentSpec(Model):
 
     def adopts(self) -> bool:
         return bool(self.namespace or (self.database and self.database.name))
+
+    @property
+    def sealed(self) -> bool:
+        return self.access == "Sealed"
 
     def effective_deletion_policy(self) -> DeletionPolicy:
         if self.deletion_policy:
@@ -181,6 +213,41 @@ class DatabaseStatus(Model):
                                               "behind its primary when the copy's snapshot was taken.")
 
 
+class RefreshStatus(Model):
+    """The refresh under way or last acted on: what a restarted operator resumes from."""
+
+    token: str | None = Field(default=None, max_length=72,
+                              description="The envbranch.io/refresh value acted on (a longer one by its "
+                              "sha256).")
+    scheduled: str | None = Field(default=None, max_length=72,
+                                  description="The scheduled time (spec.refresh.schedule) acted on.")
+    stage: RefreshStage = Field(description="Copying, Copied (ready to swap), Done or Failed.")
+    trigger: str | None = Field(default=None, max_length=96, description="What asked for it: the token, or "
+                                "'scheduled <time>'.")
+    database: str | None = Field(default=None, description="The new copy, built beside the current database.")
+    previous: str | None = Field(default=None, description="The name the current database takes at the swap, "
+                                 "until it is dropped.")
+    database_oid: int | None = Field(default=None, description="The new copy's OID: after the swap it is the "
+                                     "current database's.")
+    started_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    swap_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"},
+                                description="When the sessions of the current database are ended.")
+    strategy: str | None = None
+    bytes: int | None = None
+    cutoff_seconds: float | None = None
+    attempts: int | None = Field(default=None, description="Copies that failed in a way worth retrying.")
+
+
+class LastRefresh(Model):
+    """The last refresh that completed."""
+
+    time: str = Field(json_schema_extra={"format": "date-time"}, description="When the swap happened.")
+    token: str = Field(max_length=96)
+    strategy: str
+    bytes: int
+    seconds: float = Field(description="Copy and swap, from start to the swap.")
+    cutoff_seconds: float | None = Field(default=None, description="How long the database's clients were cut "
+                                         "off: from ending their sessions to the renamed copy accepting them.")
 class MaskingStatus(Model):
     policy: str = Field(description="The MaskingPolicy the rows were masked with.")
     columns: int = Field(ge=0, description="How many columns were masked.")
@@ -240,6 +307,12 @@ class EnvironmentStatus(Model):
     inventory: list[InventoryEntry] | None = None
     progress: Progress | None = None
     expires_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    access: Access | None = Field(default=None, description="Open or Sealed (no credentials; only the operator "
+                                  "connects).")
+    refresh: RefreshStatus | None = None
+    last_refresh: LastRefresh | None = None
+    next_refresh: str | None = Field(default=None, json_schema_extra={"format": "date-time"},
+                                     description="When spec.refresh.schedule fires next.")
     last_retry: str | None = Field(default=None, description="The envbranch.io/retry value last acted on.")
 
 

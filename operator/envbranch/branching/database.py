@@ -140,6 +140,30 @@ def create_role(ctx: OperatorContext, project: str, server: str, database: str, 
     return password
 
 
+def hand_over(ctx: OperatorContext, project: str, server: str, database: str, role: str, *, sealed: bool) -> None:
+    """Every object of `database` owned by the environment's role (a Template copy arrives owned by
+    the source's): for a sealed environment, with CONNECT granted to no role."""
+    engine.grant_ownership(connection.server_info(ctx, project, server), database, role, sealed=sealed)
+
+
+def find_refresh(ctx: OperatorContext, project: str, server: str, names: tuple[str, ...],
+                 uid: str) -> dict[str, engine.refresh.Found]:
+    return engine.refresh.find(connection.server_info(ctx, project, server), names, uid)
+
+
+def swap(ctx: OperatorContext, project: str, server: str, current: str, fresh: str, previous: str,
+         uid: str) -> float:
+    return engine.refresh.swap(connection.server_info(ctx, project, server), current, fresh, previous, uid)
+
+
+def rename(ctx: OperatorContext, project: str, server: str, name: str, to: str, uid: str) -> None:
+    engine.refresh.rename(connection.server_info(ctx, project, server), name, to, uid)
+
+
+def allow_connections(ctx: OperatorContext, project: str, server: str, name: str) -> None:
+    engine.refresh.allow_connections(connection.server_info(ctx, project, server), name)
+
+
 def find_tagged(ctx: OperatorContext, project: str, server: str) -> list[tuple[str, str, str]]:
     """This cluster's tagged databases and roles (another cluster's are never ours to reap)."""
     target = connection.server_info(ctx, project, server)

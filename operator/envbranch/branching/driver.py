@@ -25,7 +25,8 @@ def branch(run: Run, retry: int) -> None:
     run.set_phase(common.PHASE_BRANCHING, "Branching", "branching", (
         common.CONDITION_SOURCE_READY, True, "SourceActive",
         f"source {run.spec.source} is Active" if run.spec.source else "root environment"),
-        parent=run.spec.source, branch_mode=run.spec.mode, namespace=plan.namespace)
+        parent=run.spec.source, branch_mode=run.spec.mode, namespace=plan.namespace,
+        access=run.spec.access or "Open")
     clock = hooks.StepClock()  # the branch's duration counts from here, validation excluded
     step = STEPS[0]
     try:

@@ -1,5 +1,6 @@
-"""The Environment's entry points, called by handlers.py: reconcile (create, resume, update),
-delete (the finalizer) and expire (ttl). The branch itself is driver.py's, its steps steps/'s.
+"""The Environment's entry points, called by handlers.py: reconcile (create, resume, update; an
+Active one may be refreshed, refresh.py), delete (the finalizer) and expire (ttl). The branch
+itself is driver.py's, its steps steps/'s.
 
 Every step is level-based: it looks at what exists before it creates, so an operator restarted at
 any line converges on the same state. Each thing is recorded in status.inventory before it is
@@ -13,7 +14,7 @@ from typing import Any
 
 from envbranch.api import common
 from envbranch.api.environment import expiry
-from envbranch.branching import database, driver, watch
+from envbranch.branching import database, driver, refresh, watch
 from envbranch.branching.context import OperatorContext
 from envbranch.branching.errors import Invalid, Waiting
 from envbranch.branching.inventory import entries
@@ -38,6 +39,9 @@ def reconcile_environment(ctx: OperatorContext, body: dict[str, Any], retry: int
                 run.write(conditions=run.conditions_with((common.CONDITION_READY, True, bad.reason, bad.message)))
                 return
             run.write(observed_generation=run.generation, expires_at=run.expires_at())
+        if run.status.access is None:  # Active since before status.access existed
+            run.write(access=run.spec.access or "Open")
+        refresh.reconcile(run)
         return
     if phase == common.PHASE_FAILED:
         if run.status.inventory:

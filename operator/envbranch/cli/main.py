@@ -1,10 +1,11 @@
-"""`envbranch`: branch, list, inspect, diff, export/import the configuration of, rename and delete
+"""`envbranch`: branch, list, inspect, diff, export/import the configuration of, rename, refresh and delete
 environments from a terminal (also the kubectl plugin `kubectl-envbranch`)."""
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -23,8 +24,10 @@ from rich.table import Table
 from urllib3.exceptions import HTTPError
 
 from envbranch.api.common import (
+    ANNOTATION_REFRESH,
     API_VERSION,
     CONDITION_READY,
+    CONDITION_REFRESHED,
     CONDITION_STALLED,
     ENVIRONMENTS,
     GROUP,
@@ -287,6 +290,42 @@ def rename(name: str = typer.Argument(..., help="the Environment"),
     with friendly_errors(namespace, name):
         resources.patch(KubeClient(), ENVIRONMENTS, namespace, name, {"spec": {"displayName": display}}, group=GROUP)
     out.print(f"{escape(name)} is now {escape(repr(display))}")
+
+
+def refresh_token() -> str:
+    """A value envbranch.io/refresh has never had: the time and a few random characters."""
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(3)}"
+
+
+@app.command(epilog=_examples("envbranch refresh snapshot -n shop", "envbranch refresh snapshot -n shop --wait"))
+def refresh(name: str = typer.Argument(..., help="the Environment (a branch)"), namespace: str = NAMESPACE,
+            wait: bool = typer.Option(False, "--wait", help="return when the refresh is done or has failed"),
+            timeout: float = typer.Option(3600, help="seconds to wait with --wait")) -> None:
+    """Re-clone a branch's database from its source in place (same role, password, Secret, children):
+    sets a new envbranch.io/refresh token."""
+    token = refresh_token()
+    with friendly_errors(namespace, name):
+        kube = KubeClient()
+        resources.patch(kube, ENVIRONMENTS, namespace, name,
+                        {"metadata": {"annotations": {ANNOTATION_REFRESH: token}}}, group=GROUP)
+        err.print(f"refresh {token} of {name} requested")
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = _get(kube, namespace, name).get("status") or {}
+            state = st.get("refresh") or {}
+            if state.get("token") == token and state.get("stage") in ("Done", "Failed"):
+                break
+            time.sleep(0.5)  # polling interval, as _follow
+        else:
+            raise CliError(f"refresh {token} of {name} is not done after {timeout:.0f}s")
+    if state["stage"] == "Failed":
+        refreshed = get_condition(conditions_of({"status": st}), CONDITION_REFRESHED)
+        _fail(f"refresh failed: {refreshed.message if refreshed else 'see envbranch status'}")
+    last = st.get("lastRefresh") or {}
+    out.print(f"[green]{escape(name)} refreshed[/]: {last.get('strategy')}, {last.get('bytes')} bytes in "
+              f"{last.get('seconds')}s; clients cut off {last.get('cutoffSeconds')}s")
 
 
 @app.command(epilog=_examples("envbranch delete feature-login -n shop",

@@ -2,6 +2,7 @@
 It knows nothing of Kubernetes."""
 
 from envbranch.api.environment import Mode, Strategy
+from envbranch.postgres import refresh
 from envbranch.postgres.cloning import CloneResult, DumpOptions, clone_database, create_empty_database
 from envbranch.postgres.credentials import (
     create_branch_role,
@@ -37,5 +38,5 @@ __all__ = [
     "SourceBusy", "Strategy", "Tagged", "Tls", "TlsError", "TransientError", "branch_database_name",
     "branch_role_name", "classify", "clone_database", "create_branch_role", "create_empty_database",
     "create_owner_role", "drop_branch", "drop_database", "drop_role", "find_tagged", "grant_ownership",
-    "new_password", "probe", "public_can_connect", "replica_servers", "require_room", "untag",
+    "new_password", "probe", "public_can_connect", "refresh", "replica_servers", "require_room", "untag",
 ]

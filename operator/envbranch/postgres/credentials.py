@@ -133,15 +133,18 @@ _OBJECTS: list[tuple[str, str]] = [
 ]
 
 
-def grant_ownership(server: Server, dbname: str, role: str) -> int:
-    """Make `role` the owner of the database and of every object in it; CONNECT only for the role.
-    Returns how many objects changed hands."""
+def grant_ownership(server: Server, dbname: str, role: str, *, sealed: bool = False) -> int:
+    """Make `role` the owner of the database and of every object in it; CONNECT only for the role
+    (sealed: for no role at all; the owner role has no LOGIN then). Returns how many objects changed
+    hands."""
     owner = sql.Identifier(role)
     changed = 0
     with server.connect() as conn:
         conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(dbname), owner))
         conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
-        conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(sql.Identifier(dbname), owner))
+        if not sealed:
+            conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+                sql.Identifier(dbname), owner))
     with server.connect(dbname) as conn:
         for keyword, query in _OBJECTS:
             for (name,) in conn.execute(query).fetchall():

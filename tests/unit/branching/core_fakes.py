@@ -5,6 +5,7 @@ OperatorContext of its own (settings, copy lane, caches) that each fake port che
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
 import uuid
 from collections.abc import Callable
@@ -74,6 +75,11 @@ class FakeKube:
 
     def delete(self, plural: str, namespace: str, name: str) -> None:
         self.objects.pop((plural, namespace, name), None)
+
+    def patch(self, plural: str, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        obj = self.objects[(plural, namespace, name)]
+        merge(obj, copy.deepcopy(body))
+        return copy.deepcopy(obj)
 
     # namespaces
     def read_namespace(self, name: str) -> client.V1Namespace | None:
@@ -147,6 +153,10 @@ class FakePostgres:
         self.removed: list[str] = []
         self.clone_gate: threading.Event | None = None   # set: a clone waits for it
         self.lane_only = False                           # a Full clone needs the copy lane (DumpNeeded)
+        self.oids: dict[tuple[str, str], int] = {}       # a database keeps its OID when renamed
+        self._next_oid = itertools.count(16384)
+        self.handed_over: list[tuple[str, str, bool]] = []   # (database, role, sealed)
+        self.swaps: list[tuple[str, str, str]] = []
         self.limits_seen: list[object] = []               # spec.database.dump handed to each clone
         self.storage_checks: list[tuple[str, str, str, str | None]] = []
 
@@ -181,7 +191,38 @@ class FakePostgres:
             raise StepFailed("database", "DatabaseConflict", f"database {name} already exists on {server} "
                              "and is not this environment's")
         self.databases[(server, name)] = uid
+        self.oid(server, name)
         return {"strategy": "Template", "bytes": 100, "seconds": 0.1}
+
+    def oid(self, server: str, name: str) -> int:
+        return self.oids.setdefault((server, name), next(self._next_oid))
+
+    def hand_over(self, project: str, server: str, database: str, role: str, *, sealed: bool) -> None:
+        self.handed_over.append((database, role, sealed))
+
+    def find_refresh(self, project: str, server: str, names: tuple[str, ...],
+                     uid: str) -> dict[str, engine.refresh.Found]:
+        self._maybe_fail("find_refresh")
+        return {n: engine.refresh.Found(self.oid(server, n), self.databases[(server, n)] == uid)
+                for n in names if (server, n) in self.databases}
+
+    def _rename(self, server: str, name: str, to: str) -> None:
+        assert (server, to) not in self.databases, f"{to} exists"
+        self.databases[(server, to)] = self.databases.pop((server, name))
+        self.oids[(server, to)] = self.oids.pop((server, name))
+
+    def swap(self, project: str, server: str, current: str, fresh: str, previous: str, uid: str) -> float:
+        self._maybe_fail("swap")
+        self._rename(server, current, previous)
+        self._rename(server, fresh, current)
+        self.swaps.append((current, fresh, previous))
+        return 0.05
+
+    def rename(self, project: str, server: str, name: str, to: str, uid: str) -> None:
+        self._rename(server, name, to)
+
+    def allow_connections(self, project: str, server: str, name: str) -> None:
+        pass
 
     def create_empty(self, project: str, server: str, name: str, uid: str, owner: str | None = None) -> dict[str, Any]:
         self._maybe_fail("create_empty")
@@ -222,6 +263,8 @@ class FakePostgres:
         if store[(server, name)] != uid:
             raise engine.NotOurs(f"{kind} {name} is not this environment's")
         del store[(server, name)]
+        if kind == "Database":
+            self.oids.pop((server, name), None)
         self.removed.append(f"{kind} {name}")
 
     def drop_database(self, project: str, server: str, name: str, uid: str) -> None:
@@ -313,7 +356,7 @@ def _port(fake: Callable[..., Any], handed: object) -> Callable[..., Any]:
 def install(monkeypatch: pytest.MonkeyPatch) -> World:
     """Route every port the core calls to a new fake cluster and fake PostgreSQL."""
     kube, pg, ctx = FakeKube(), FakePostgres(), fake_context()
-    for name in ("get", "list_in", "patch_status", "delete"):
+    for name in ("get", "list_in", "patch_status", "delete", "patch"):
         monkeypatch.setattr(resources, name, _port(getattr(kube, name), ctx.kube))
     for name in ("read_namespace", "create_namespace", "delete_namespace", "namespace_gone"):
         monkeypatch.setattr(namespaces, name, _port(getattr(kube, name), ctx.kube))
@@ -323,6 +366,7 @@ def install(monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setattr(events, "emit", _port(kube.emit, ctx.kube))
     monkeypatch.setattr(connection, "server_info", _port(pg.server_info, ctx))
     for name in ("require_database", "public_can_connect", "tagged_uid", "create_owner_role", "require_storage",
-                 "create_empty", "clone", "role_exists", "create_role", "drop_database", "drop_role", "untag"):
+                 "create_empty", "clone", "role_exists", "create_role", "drop_database", "drop_role", "untag",
+                 "hand_over", "find_refresh", "swap", "rename", "allow_connections"):
         monkeypatch.setattr(database, name, _port(getattr(pg, name), ctx))
     return World(kube, pg, ctx)

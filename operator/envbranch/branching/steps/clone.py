@@ -19,8 +19,12 @@ COPY_POLL_S = 2.0
 COPY_INLINE_S = 1.0
 
 
-def clone(run: Run, plan: Plan) -> dict[str, Any]:
-    """The clone's result (strategy, bytes, seconds); Waiting while the lane still has it."""
+def clone(run: Run, plan: Plan, condition: str = common.CONDITION_DATABASE_READY,
+          progress: tuple[str, int, int] = ("database", 20, 80)) -> dict[str, Any]:
+    """The clone of the source into `plan.database`: its result (strategy, bytes, seconds); Waiting
+    while the lane still has it, said in `condition`. Progress goes to `progress` (step, from, to).
+    A refresh's new copy is made here too, so whatever a branch's copy does (masking), a refresh does
+    again."""
     lane = run.ctx.copy_lane
     job = lane.get(run.uid)
     masked = plan.masking is not None and plan.masking.engine is not None
@@ -29,7 +33,7 @@ def clone(run: Run, plan: Plan) -> dict[str, Any]:
         # Before every start of the copy, this branch's own partial copy (dropped first) not counted.
         database.require_storage(run.ctx, run.project, server=plan.server_name, source_server=plan.source_server,
                                  source_database=plan.source_database, mode=run.spec.mode, replacing=plan.database)
-        copy = _copier(run, plan)
+        copy = _copier(run, plan, progress)
         try:
             # A schema-only Dump is short: only a Full one goes to the lane.
             strategy: Strategy = run.spec.database.strategy if run.spec.database else "Auto"
@@ -47,24 +51,25 @@ def clone(run: Run, plan: Plan) -> dict[str, Any]:
         else:
             reason, message = "Copying", f"copying {plan.source_database} into {plan.database} (Dump)"
         run.pending_progress = None  # the copy reports its own progress
-        run.write(conditions=run.conditions_with((common.CONDITION_DATABASE_READY, False, reason, message)))
+        run.write(conditions=run.conditions_with((condition, False, reason, message)))
         raise Waiting(reason, message, COPY_POLL_S)
     lane.forget(run.uid)
     return job.outcome()
 
 
-def _copier(run: Run, plan: Plan) -> Callable[[Strategy, bool], dict[str, Any]]:
+def _copier(run: Run, plan: Plan, progress: tuple[str, int, int]) -> Callable[[Strategy, bool], dict[str, Any]]:
     """copy(strategy, dump) -> result, reporting progress at most once a second (progress must not
     flood the API server)."""
     assert plan.source_server and plan.source_database and run.spec.mode
     source_server, source_database, mode = plan.source_server, plan.source_database, run.spec.mode
     masking = plan.masking.engine if plan.masking else None
     last = [time.monotonic()]
+    step_name, low, high = progress
 
     def report(step: str, percent: int) -> None:
         if time.monotonic() - last[0] >= 1.0:
             last[0] = time.monotonic()
-            run.progress("database", 20 + percent * 60 // 100)
+            run.progress(step_name, low + percent * (high - low) // 100)
 
     limits = run.spec.database.dump if run.spec.database else None
 

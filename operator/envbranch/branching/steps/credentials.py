@@ -23,6 +23,9 @@ def make(run: Run, plan: Plan) -> None:
     if plan.adopt_database or plan.role is None:
         return
     assert run.server is not None
+    if run.spec.sealed:
+        seal(run, plan, plan.role)
+        return
     secret_name = common.credentials_secret_name(run.name)
     run.record(Entry("Role", plan.role, server=plan.server_name))
     run.record(Entry("Secret", secret_name, namespace=plan.namespace))
@@ -41,6 +44,15 @@ def make(run: Run, plan: Plan) -> None:
         run.event("CredentialsCreated", f"role {plan.role} and Secret {secret_name} created")
     run.write(credentials_secret=secret_name, conditions=run.conditions_with(
         (common.CONDITION_CREDENTIALS_READY, True, "Created", f"Secret {secret_name} holds the credentials")))
+
+
+def seal(run: Run, plan: Plan, role: str) -> None:
+    """A sealed environment: its role (made NOLOGIN by the database step) owns everything, no role is
+    granted CONNECT, and no credentials Secret exists: only the operator's admin connects."""
+    database.hand_over(run.ctx, run.project, plan.server_name, plan.database, role, sealed=True)
+    run.write(credentials_secret=None, conditions=run.conditions_with(
+        (common.CONDITION_CREDENTIALS_READY, True, "Sealed",
+         "sealed: no credentials are handed out and no role may log in to the database")))
 
 
 # pgjdbc's sslmode takes libpq's names but has no `prefer`-style fallback for `allow`; `ssl=true`

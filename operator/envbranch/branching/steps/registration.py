@@ -15,7 +15,7 @@ NAME = common.REGISTRATION_CONFIGMAP
 
 
 def make(run: Run, plan: Plan) -> None:
-    if plan.adopt_namespace:
+    if plan.adopt_namespace or run.spec.sealed:  # a sealed environment has nothing to tell an application
         return
     assert run.server is not None
     data = {"project": run.project, "environment": run.name, "parent": run.spec.source or "",

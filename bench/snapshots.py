@@ -1,0 +1,140 @@
+"""P9 and P10 (issue 16): sealed snapshots and refresh in place, through the operator, on PostgreSQL
+whose data directory is on a loop-mounted XFS with reflinks (elsewhere when none can be made, said in
+the row).
+
+- P9: a root adopting a pgbench "production" that pgbench keeps busy, a sealed snapshot of it, then
+  `kubectl apply` → Ready of a Full branch of the snapshot, at two sizes ten times apart: each ≤ 1 s,
+  the larger ≤ 1.2 times the smaller (a Template copy with `file_copy_method = clone` costs no data copy).
+- P10: a Full branch refreshed in place while a client runs a query every few milliseconds through
+  the branch's Secret: the longest stretch in which it could not run one (≤ 1 s at any size).
+"""
+
+from __future__ import annotations
+
+import base64
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench import cluster, reflink
+from bench.common import Bench, ratio
+from envbranch_testing.loopfs import LoopUnavailable, loop_filesystem
+from envbranch_testing.postgres import Postgres
+from envbranch_testing.processes import wait_until
+
+CLIENT_PACE_S = 0.005   # how often the P10 client runs its query
+
+
+@contextmanager
+def _server(b: Bench) -> Iterator[tuple[Bench, str]]:
+    """A PostgreSQL of its own on the XFS reflink file system (or in the default place), and which."""
+    with ExitStack() as stack:
+        base: Path | None = None
+        where = "default file system"
+        if b.settings.reflink:
+            try:
+                base = stack.enter_context(loop_filesystem(reflink.IMAGE_BYTES, reflink.MKFS)) / "pg"
+                where = "xfs reflink=1 (loop)"
+            except LoopUnavailable as exc:
+                where = f"default file system ({exc})"
+        pg = stack.enter_context(Postgres(base_dir=base, durable=True))  # production durability, as P1-P8
+        yield Bench(pg, b.settings), where
+
+
+@contextmanager
+def _busy(b: Bench, dbname: str) -> Iterator[None]:
+    """pgbench on `dbname` (two clients) for as long as the block runs: production is never idle."""
+    proc = subprocess.Popen([str(b.pg.bin_dir / "pgbench"), "-n", "-c", "2", "-T", "36000", dbname],
+                            env=b.env(superuser=False), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def measure(b: Bench, scales: list[int], repeat: int) -> dict[str, Any]:
+    """P9 at the smallest and largest of `scales`, P10 at the largest."""
+    small, large = scales[0], scales[-1]
+    with _server(b) as (xb, where), cluster.cluster(xb) as c:
+        p9: dict[str, Any] = {"filesystem": where}
+        for scale in dict.fromkeys((small, large)):
+            p9[str(scale)] = _snapshot_branch(xb, c, scale, repeat)
+        seconds = [p9[str(s)]["seconds"] for s in dict.fromkeys((small, large))]
+        p9["P9_seconds"] = seconds
+        p9["P9_large_vs_small"] = ratio(seconds[-1], seconds[0])
+        p10 = _refresh_cutoff(xb, c, large)
+        p10["filesystem"] = where
+    return {"P9": p9, "P10": p10}
+
+
+def _snapshot_branch(b: Bench, c: cluster.Cluster, scale: int, repeat: int) -> dict[str, Any]:
+    dbname = f"prod_s{scale}"
+    size = b.create_pgbench(dbname, scale)
+    root, snapshot = f"prod9-s{scale}", f"snap-s{scale}"
+    c.adopt_root(root, dbname)
+    with _busy(b, dbname):
+        c.project.apply_env(snapshot, {"source": root, "mode": "Full", "access": "Sealed"})
+        made = c.project.wait_phase(snapshot, "Active", timeout=3600)
+        samples = c.branch_samples(snapshot, "Auto", repeat)
+    return {"scale": scale, "bytes": size, "snapshot_strategy": made["database"]["strategy"],
+            "snapshot_seconds": made["database"]["seconds"], "branch_strategy": samples[-1][1]["strategy"],
+            # the copy itself (status.database.seconds) beside the whole apply → Ready
+            "clone_seconds": round(statistics.median(db["seconds"] for _, db in samples), 3),
+            "seconds": round(statistics.median(s for s, _ in samples), 3)}
+
+
+class _Client(threading.Thread):
+    """Runs `SELECT 1` through the Secret's connection string every few milliseconds, reconnecting when
+    cut off; records how long each stretch without an answer lasted."""
+
+    def __init__(self, conninfo: str) -> None:
+        super().__init__(daemon=True, name="bench-p10-client")
+        self.conninfo = conninfo
+        self.stopped = threading.Event()
+        self.outages: list[float] = []
+        self.queries = 0
+
+    def run(self) -> None:
+        conn: psycopg.Connection[tuple[object, ...]] | None = None
+        down_since: float | None = None
+        while not self.stopped.wait(CLIENT_PACE_S):
+            try:
+                conn = conn or psycopg.connect(self.conninfo, connect_timeout=5, autocommit=True)
+                conn.execute("SELECT 1")
+                self.queries += 1
+                if down_since is not None:
+                    self.outages.append(time.monotonic() - down_since)
+                    down_since = None
+            except psycopg.Error:
+                conn = None
+                down_since = down_since or time.monotonic()
+
+
+def _refresh_cutoff(b: Bench, c: cluster.Cluster, scale: int) -> dict[str, Any]:
+    root, name = f"prod9-s{scale}", f"app-s{scale}"
+    c.project.apply_env(name, {"source": root, "mode": "Full"})
+    status = c.project.wait_phase(name, "Active", timeout=3600)
+    secret = c.project.core.read_namespaced_secret(f"{name}-db", status["namespace"])
+    client = _Client(base64.b64decode(secret.data["uri"]).decode())
+    client.start()
+    wait_until(lambda: client.queries > 0, timeout=60, what="the P10 client's first answer")
+    c.project.annotate(name, {"envbranch.io/refresh": "bench"})
+    done = wait_until(lambda: (s := c.project.status(name)).get("refresh", {}).get("stage") in ("Done", "Failed")
+                      and s.get("refresh", {}).get("token") == "bench" and s, timeout=3600,
+                      what=f"the refresh of {name}", interval=0.2)
+    client.stopped.set()
+    client.join()
+    last = done.get("lastRefresh") or {}
+    return {"scale": scale, "bytes": last.get("bytes"), "stage": done["refresh"]["stage"],
+            "strategy": last.get("strategy"), "refresh_seconds": last.get("seconds"),
+            "operator_cutoff_seconds": last.get("cutoffSeconds"), "client_queries": client.queries,
+            "client_outages": len(client.outages),
+            "P10_cutoff_seconds": round(max(client.outages), 3) if client.outages else 0.0}
