@@ -14,7 +14,7 @@ import pytest
 from faults import BIG_ROOT, DUMP, unpause, wait_copying
 
 from envbranch_testing.operator import OperatorProcess
-from envbranch_testing.processes import wait_until
+from envbranch_testing.processes import WaitTimeout, wait_until
 from envbranch_testing.reliability_table import Recorder
 from envbranch_testing.scenario import Project
 
@@ -94,7 +94,12 @@ def _kill_during_refresh(big: Project, operator: OperatorProcess, record: Record
     if point == "mid-copy":
         wait_copying(big.pg, big.status(BIG_ROOT)["database"]["name"])
     else:
-        wait_until(lambda: "Paused" in big.event_reasons(name), timeout=300, what=f"{name} to pause at {point}")
+        try:
+            wait_until(lambda: "Paused" in big.event_reasons(name), timeout=300, what=f"{name} to pause at {point}")
+        except WaitTimeout as exc:  # say where the refresh stood instead
+            status = big.status(name)
+            raise AssertionError(f"{exc}; refresh: {status.get('refresh')}; conditions: "
+                                 f"{status.get('conditions')}; events: {big.events(name)[-8:]}") from None
     operator.kill()
     try:
         if pause:
