@@ -69,8 +69,14 @@ def _allow_connections(conn: Conn, dbname: str, allow: bool) -> None:
 
 
 def _end_sessions(conn: Conn, names: tuple[str, ...]) -> int:
+    # Client sessions that have a role: a non-superuser admin may not end an autovacuum worker (a
+    # freshly loaded copy invites one) or a backend still authenticating ("permission denied to
+    # terminate process"); the rename itself ends autovacuum workers, and a session that was still
+    # authenticating is ended on the next attempt.
     rows = conn.execute("SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
-                        "WHERE datname = ANY(%s) AND pid <> pg_catalog.pg_backend_pid()", (list(names),)).fetchall()
+                        "WHERE datname = ANY(%s) AND pid <> pg_catalog.pg_backend_pid() "
+                        "AND backend_type = 'client backend' AND usesysid IS NOT NULL",
+                        (list(names),)).fetchall()
     return len(rows)
 
 
@@ -85,15 +91,18 @@ def swap(server: Server, current: str, fresh: str, previous: str, uid: str) -> f
         try:
             attempt = 1
             while True:
-                _end_sessions(conn, (current, fresh))
                 try:
+                    _end_sessions(conn, (current, fresh))
                     with conn.transaction():
                         for old, new in ((current, previous), (fresh, current)):
                             conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                                 sql.Identifier(old), sql.Identifier(new)))
                     return time.monotonic() - started
-                except psycopg.errors.ObjectInUse:  # a session came back before the rename
-                    if attempt == _SWAP_ATTEMPTS:
+                # A session came back before the rename, or one changed state between the look and the
+                # terminate (it began or ended authenticating): look again.
+                except (psycopg.errors.ObjectInUse, psycopg.errors.InsufficientPrivilege) as exc:
+                    if attempt == _SWAP_ATTEMPTS or (isinstance(exc, psycopg.errors.InsufficientPrivilege)
+                                                     and "terminate process" not in str(exc)):
                         raise
                     attempt += 1
         except BaseException:
