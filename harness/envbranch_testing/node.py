@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import yaml
@@ -355,6 +354,7 @@ def cleanup(base_dir: Path, containerd: ManagedProcess | None = None) -> None:
 def _kill_shims(socket: Path) -> None:
     """The runc shims of a node's containerd (they outlive it on purpose)."""
     needle = str(socket).encode()
+    killed: list[Path] = []
     for proc_dir in Path("/proc").iterdir():
         if not proc_dir.name.isdigit():
             continue
@@ -362,7 +362,16 @@ def _kill_shims(socket: Path) -> None:
             cmdline = (proc_dir / "cmdline").read_bytes()
             if b"containerd-shim" in cmdline and needle in cmdline:
                 os.kill(int(proc_dir.name), 9)
-    time.sleep(0.5)
+                killed.append(proc_dir)
+    # Only once they are dead (gone, or a zombie awaiting its reaper) are their mounts free to unmount.
+    wait_until(lambda: all(_dead(d) for d in killed), timeout=30, what="the node's runc shims to exit")
+
+
+def _dead(proc_dir: Path) -> bool:
+    try:
+        return (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def _unmount_all(base_dir: Path) -> None:
