@@ -102,7 +102,7 @@ def swap(server: Server, current: str, fresh: str, previous: str, uid: str) -> f
                 # terminate (it began or ended authenticating): look again.
                 except (psycopg.errors.ObjectInUse, psycopg.errors.InsufficientPrivilege) as exc:
                     if attempt == _SWAP_ATTEMPTS or (isinstance(exc, psycopg.errors.InsufficientPrivilege)
-                                                     and "terminate process" not in str(exc)):
+                                                     and "terminate" not in str(exc)):
                         raise
                     attempt += 1
         except BaseException:

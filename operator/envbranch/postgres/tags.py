@@ -57,8 +57,9 @@ def _uid(comment: object) -> str | None:
 
 
 # DROP DATABASE ... WITH (FORCE) by a non-superuser is refused (42501, "permission denied to terminate
-# process") while a backend in the database has no role yet: an autovacuum worker (a freshly loaded
-# copy invites one) or a connection still authenticating. Such a backend lives for moments.
+# process"; PostgreSQL 15: "must be a superuser to terminate superuser process") while a backend in the
+# database has no role yet or a superuser's is still exiting: an autovacuum worker (a freshly loaded
+# copy invites one), a connection still authenticating or just closed. Such a backend lives for moments.
 _DROP_ATTEMPTS = 10
 _DROP_PAUSE_S = 0.5
 
@@ -71,7 +72,7 @@ def drop_forced(conn: Conn, dbname: str) -> None:
             conn.execute(statement)
             return
         except psycopg.errors.InsufficientPrivilege as exc:
-            if "terminate process" not in str(exc):
+            if "terminate" not in str(exc):  # PG 18: "... to terminate process"; 15: "... superuser process"
                 raise
             if attempt == _DROP_ATTEMPTS - 1:
                 raise TransientError(f"database {dbname} is busy with a backend the admin role may not end "
