@@ -61,7 +61,7 @@ def require_storage(ctx: OperatorContext, project: str, *, server: str, source_s
 def clone(ctx: OperatorContext, project: str, *, source_server: str, source_database: str, server: str,
           database: str, mode: Mode, strategy: Strategy, uid: str, progress: Callable[[str, int], None],
           owner: str | None = None, dump: bool = True, masking: engine.Masking | None = None,
-          limits: DumpLimits | None = None) -> dict[str, Any]:
+          limits: DumpLimits | None = None, busy_source_waits: bool = False) -> dict[str, Any]:
     source = connection.server_info(ctx, project, source_server)
     target = source if server == source_server else connection.server_info(ctx, project, server)
     with target.connect() as conn:
@@ -75,7 +75,7 @@ def clone(ctx: OperatorContext, project: str, *, source_server: str, source_data
     try:
         result = engine.clone_database(source, source_database, target, database, mode=mode, strategy=strategy,
                                        uid=uid, progress=progress, owner=owner, dump=dump, options=options,
-                                       masking=masking)
+                                       masking=masking, busy_source_waits=busy_source_waits)
     except engine.DiskFull as exc:
         raise StepFailed("database", INSUFFICIENT_STORAGE, f"{server} ran out of disk space during the copy, "
                          f"which was dropped at once (set or lower spec.storage): {exc.message}") from None

@@ -96,13 +96,15 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
                    strategy: Strategy, uid: str, progress: Progress = _noop,
                    template_strategy: Literal["FILE_COPY", "WAL_LOG"] = "FILE_COPY",
                    owner: str | None = None, dump: bool = True, options: DumpOptions = DumpOptions(),
-                   masking: Masking | None = None) -> CloneResult:
+                   masking: Masking | None = None, busy_source_waits: bool = False) -> CloneResult:
     """Clone `source_db` into a new `target_db` tagged with `uid` (and owned from its creation by
     `owner`, a role tagged with `uid`). On any failure the partial database is dropped before the
     error propagates. With `dump=False`, DumpNeeded is raised where the Dump path would be taken,
     before anything is created: the caller runs `strategy="Dump"` where long work belongs. With
     `masking`, the rows are masked as the source reads them: only the Dump can do that, and only on
-    the primary (the key is loaded into a temporary table, which a standby cannot hold)."""
+    the primary (the key is loaded into a temporary table, which a standby cannot hold). With
+    `busy_source_waits`, Auto raises SourceBusy (retried) rather than falling back to the Dump: for a
+    source whose only sessions are the operator's own, short ones (a sealed snapshot)."""
     start = time.monotonic()
     secrets = (source.password, target.password, *(masking.secrets() if masking else ()))
     with target.connect() as conn:
@@ -116,7 +118,8 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
     try:
         chosen, read_from, lag = "Template", source, None
         if not (strategy in ("Auto", "Template") and mode == "Full" and source.same_server(target)
-                and _templated(target, source_db, target_db, template_strategy, uid, owner, strategy)):
+                and _templated(target, source_db, target_db, template_strategy, uid, owner, strategy,
+                               busy_source_waits)):
             chosen = "Dump"
             replicas = options.replicas if masking is None else ()
             read_from = pick_replica(source, replicas, source_db) if replicas else source
@@ -143,13 +146,14 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
 
 
 def _templated(target: Server, source_db: str, target_db: str, method: str, uid: str, owner: str | None,
-               strategy: Strategy) -> bool:
+               strategy: Strategy, busy_source_waits: bool) -> bool:
     """True when the template copy was made; False when Auto may fall back to the Dump."""
     try:
         _template(target, source_db, target_db, method, uid, owner)
         return True
     except (SourceBusy, PermanentError) as exc:
-        if strategy == "Template" or not _template_can_fall_back(exc):
+        waits = busy_source_waits and isinstance(exc, SourceBusy)
+        if strategy == "Template" or waits or not _template_can_fall_back(exc):
             raise
         return False
 

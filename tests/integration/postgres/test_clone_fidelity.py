@@ -88,11 +88,16 @@ def test_busy_source_makes_template_wait_and_auto_fall_back(rich_source: tuple[P
         pid = busy.info.backend_pid
         with pytest.raises(engine.SourceBusy, match="other sessions"):
             engine.clone_database(server, src, server, "busy_template", mode="Full", strategy="Template", uid=_uid())
+        # A sealed snapshot's only sessions are the operator's own: Auto waits for them, no Dump.
+        with pytest.raises(engine.SourceBusy, match="other sessions"):
+            engine.clone_database(server, src, server, "busy_waits", mode="Full", strategy="Auto", uid=_uid(),
+                                  busy_source_waits=True)
         result = engine.clone_database(server, src, server, "busy_auto", mode="Full", strategy="Auto", uid=_uid())
         assert result.strategy == "Dump"
         with pg.connect() as conn:
             assert conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (1,)
-            assert conn.execute("SELECT 1 FROM pg_database WHERE datname = 'busy_template'").fetchone() is None
+            assert conn.execute("SELECT count(*) FROM pg_database WHERE datname IN ('busy_template', 'busy_waits')"
+                                ).fetchone() == (0,)
         busy.rollback()
     engine.drop_database(server, "busy_auto")
 

@@ -158,6 +158,7 @@ class FakePostgres:
         self.handed_over: list[tuple[str, str, bool]] = []   # (database, role, sealed)
         self.swaps: list[tuple[str, str, str]] = []
         self.limits_seen: list[object] = []               # spec.database.dump handed to each clone
+        self.busy_waits_seen: list[bool] = []             # each clone: Auto waits for a busy source
         self.storage_checks: list[tuple[str, str, str, str | None]] = []
 
     def _maybe_fail(self, op: str) -> None:
@@ -230,9 +231,11 @@ class FakePostgres:
 
     def clone(self, project: str, *, source_server: str, source_database: str, server: str, database: str,
               mode: str, strategy: str, uid: str, progress: Callable[[str, int], None], owner: str | None = None,
-              dump: bool = True, masking: object = None, limits: object = None) -> dict[str, Any]:
+              dump: bool = True, masking: object = None, limits: object = None,
+              busy_source_waits: bool = False) -> dict[str, Any]:
         self.cloned_with_masking = masking
         self.limits_seen.append(limits)
+        self.busy_waits_seen.append(busy_source_waits)
         if self.lane_only and not dump:
             raise engine.DumpNeeded()
         self._maybe_fail("clone")

@@ -42,6 +42,19 @@ def test_the_environment_dump_limits_reach_the_copy(world: World) -> None:
     assert world.pg.storage_checks == [(SERVER, f"{PROJECT}_production", "Full", f"{PROJECT}__feature")]
 
 
+def test_only_a_branch_of_a_sealed_source_waits_for_it_to_be_idle(world: World) -> None:
+    world.add_active_source()
+    world.add_env("snapshot", {**BRANCH, "access": "Sealed"},
+                  status={"phase": "Active", "namespace": f"{PROJECT}-snapshot",
+                          "database": {"server": SERVER, "name": f"{PROJECT}__snapshot"}})
+    world.add_env("from-snapshot", {"source": "snapshot", "mode": "Full"})
+    world.add_env("from-production", BRANCH)
+    world.reconcile("from-snapshot")
+    world.reconcile("from-production")
+    assert world.status("from-snapshot")["phase"] == world.status("from-production")["phase"] == "Active"
+    assert world.pg.busy_waits_seen == [True, False]
+
+
 def test_a_branch_over_the_storage_budget_fails_before_anything_is_copied(world: World) -> None:
     world.add_active_source()
     world.pg.fail["require_storage"] = StepFailed("database", database.INSUFFICIENT_STORAGE, "does not fit")

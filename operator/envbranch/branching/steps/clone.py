@@ -72,11 +72,14 @@ def _copier(run: Run, plan: Plan, progress: tuple[str, int, int]) -> Callable[[S
             run.progress(step_name, low + percent * (high - low) // 100)
 
     limits = run.spec.database.dump if run.spec.database else None
+    # A sealed source has no sessions but the operator's own short ones: Auto waits for them to end
+    # and copies by Template, instead of falling back to a Dump of the whole database.
+    sealed_source = ((plan.parent or {}).get("spec") or {}).get("access") == "Sealed"
 
     def copy(strategy: Strategy, dump: bool) -> dict[str, Any]:
         return database.clone(run.ctx, run.project, source_server=source_server, source_database=source_database,
                               server=plan.server_name, database=plan.database, mode=mode, strategy=strategy,
                               uid=run.uid, progress=report, owner=plan.role, dump=dump, masking=masking,
-                              limits=limits)
+                              limits=limits, busy_source_waits=sealed_source)
 
     return copy
