@@ -4,6 +4,7 @@ plain dicts for status."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,8 @@ from envbranch.api.databaseserver import DatabaseServerSpec
 from envbranch.api.environment import DumpLimits, Mode, Strategy, parse_rate
 from envbranch.branching import connection
 from envbranch.branching.errors import StepFailed
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from envbranch.branching.context import OperatorContext
@@ -61,7 +64,10 @@ def require_storage(ctx: OperatorContext, project: str, *, server: str, source_s
 def clone(ctx: OperatorContext, project: str, *, source_server: str, source_database: str, server: str,
           database: str, mode: Mode, strategy: Strategy, uid: str, progress: Callable[[str, int], None],
           owner: str | None = None, dump: bool = True, masking: engine.Masking | None = None,
-          limits: DumpLimits | None = None, busy_source_waits: bool = False) -> dict[str, Any]:
+          limits: DumpLimits | None = None, busy_source_waits: bool = False, flush: bool = False) -> dict[str, Any]:
+    """The copy (see engine.clone_database). With `flush` (a sealed snapshot, a template for every later
+    branch), a Dump's copy is checkpointed at once when the admin role may, so that the first branch of it
+    does not pay for writing it."""
     source = connection.server_info(ctx, project, source_server)
     target = source if server == source_server else connection.server_info(ctx, project, server)
     with target.connect() as conn:
@@ -79,6 +85,9 @@ def clone(ctx: OperatorContext, project: str, *, source_server: str, source_data
     except engine.DiskFull as exc:
         raise StepFailed("database", INSUFFICIENT_STORAGE, f"{server} ran out of disk space during the copy, "
                          f"which was dropped at once (set or lower spec.storage): {exc.message}") from None
+    if flush and result.strategy == "Dump" and not engine.checkpoint_if_allowed(target):
+        log.info("%s: the first branch of %s writes it to disk (grant pg_checkpoint to the admin role to do "
+                 "that now)", server, database)
     return _result(result)
 
 

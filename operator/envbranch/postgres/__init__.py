@@ -11,6 +11,7 @@ from envbranch.postgres.credentials import (
     new_password,
     public_can_connect,
 )
+from envbranch.postgres.durability import checkpoint_if_allowed
 from envbranch.postgres.errors import (
     DiskFull,
     DumpNeeded,
@@ -36,7 +37,8 @@ __all__ = [
     "Budget", "Capabilities", "CloneResult", "CloneSupport", "DiskFull", "DumpNeeded", "DumpOptions", "EngineError",
     "InsufficientStorage", "Masking", "Mode", "NotOurs", "PermanentError", "ReplicaUnavailable", "Room", "Server",
     "SourceBusy", "Strategy", "Tagged", "Tls", "TlsError", "TransientError", "branch_database_name",
-    "branch_role_name", "classify", "clone_database", "create_branch_role", "create_empty_database",
+    "branch_role_name", "checkpoint_if_allowed", "classify", "clone_database", "create_branch_role",
+    "create_empty_database",
     "create_owner_role", "drop_branch", "drop_database", "drop_role", "find_tagged", "grant_ownership",
     "new_password", "probe", "public_can_connect", "refresh", "replica_servers", "require_room", "untag",
 ]

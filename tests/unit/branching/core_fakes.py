@@ -159,6 +159,7 @@ class FakePostgres:
         self.swaps: list[tuple[str, str, str]] = []
         self.limits_seen: list[object] = []               # spec.database.dump handed to each clone
         self.busy_waits_seen: list[bool] = []             # each clone: Auto waits for a busy source
+        self.flushes_seen: list[bool] = []                # each clone: checkpointed after a Dump
         self.storage_checks: list[tuple[str, str, str, str | None]] = []
 
     def _maybe_fail(self, op: str) -> None:
@@ -232,10 +233,11 @@ class FakePostgres:
     def clone(self, project: str, *, source_server: str, source_database: str, server: str, database: str,
               mode: str, strategy: str, uid: str, progress: Callable[[str, int], None], owner: str | None = None,
               dump: bool = True, masking: object = None, limits: object = None,
-              busy_source_waits: bool = False) -> dict[str, Any]:
+              busy_source_waits: bool = False, flush: bool = False) -> dict[str, Any]:
         self.cloned_with_masking = masking
         self.limits_seen.append(limits)
         self.busy_waits_seen.append(busy_source_waits)
+        self.flushes_seen.append(flush)
         if self.lane_only and not dump:
             raise engine.DumpNeeded()
         self._maybe_fail("clone")

@@ -55,6 +55,16 @@ def test_only_a_branch_of_a_sealed_source_waits_for_it_to_be_idle(world: World) 
     assert world.pg.busy_waits_seen == [True, False]
 
 
+def test_only_a_sealed_copy_is_flushed_for_its_first_branch(world: World) -> None:
+    world.add_active_source()
+    world.add_env("snapshot", {**BRANCH, "access": "Sealed"})
+    world.add_env("feature", BRANCH)
+    world.reconcile("snapshot")
+    world.reconcile("feature")
+    assert world.status("snapshot")["phase"] == world.status("feature")["phase"] == "Active"
+    assert world.pg.flushes_seen == [True, False]
+
+
 def test_a_branch_over_the_storage_budget_fails_before_anything_is_copied(world: World) -> None:
     world.add_active_source()
     world.pg.fail["require_storage"] = StepFailed("database", database.INSUFFICIENT_STORAGE, "does not fit")

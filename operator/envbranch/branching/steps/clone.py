@@ -80,6 +80,6 @@ def _copier(run: Run, plan: Plan, progress: tuple[str, int, int]) -> Callable[[S
         return database.clone(run.ctx, run.project, source_server=source_server, source_database=source_database,
                               server=plan.server_name, database=plan.database, mode=mode, strategy=strategy,
                               uid=run.uid, progress=report, owner=plan.role, dump=dump, masking=masking,
-                              limits=limits, busy_source_waits=sealed_source)
+                              limits=limits, busy_source_waits=sealed_source, flush=run.spec.access == "Sealed")
 
     return copy
