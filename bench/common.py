@@ -35,6 +35,7 @@ class Settings:
     reflink: bool          # P8: try a reflink loop file system
     gentle_rate: str       # P5 gentle: the Dump's maxRate (a quantity of bytes per second)
     gentle_streams: int    # P5 gentle: the Dump's streams
+    snapshot_scales: list[int]  # P9: production sizes ten times apart; P10: the larger
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -52,6 +53,8 @@ class Settings:
             reflink=os.environ.get("BENCH_REFLINK", "1") == "1",
             gentle_rate=os.environ.get("BENCH_GENTLE_RATE", "8Mi"),
             gentle_streams=int(os.environ.get("BENCH_GENTLE_STREAMS", "1")),
+            # about 0.5 GB and 5 GB, as issue 16 asks for P9
+            snapshot_scales=[int(s) for s in os.environ.get("BENCH_SNAPSHOT_SCALES", "34,340").split(",")],
         )
 
 

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -242,10 +243,27 @@ def _primary_apart(b: Bench) -> Iterator[set[int] | None]:
         pin(own)
 
 
+@contextmanager
+def _another_disk() -> Iterator[Path | None]:
+    """Where the standby and the branch's server keep their data: in memory (/dev/shm), standing for the
+    second machine's own disk. This machine has one disk, and the primary's commits (fsync on) would
+    otherwise wait behind the copy's writes on it, which no standby on its own machine causes. None
+    (the default place) when there is no /dev/shm."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="envbranch-bench-", dir=shm) as folder:
+        yield Path(folder)
+
+
 def _replica_copies(b: Bench, src: str, seconds: int) -> dict[str, Any]:
     """Dumps that read a hot standby of the bench server (pg_basebackup -R) into another server, while
-    pgbench runs on the primary; against the idle primary with the same standby and the same CPUs."""
-    with _primary_apart(b) as cpus, Standby(b.pg) as standby, Postgres(durable=True) as other:
+    pgbench runs on the primary; against the idle primary with the same standby and the same CPUs. The
+    standby and that server stand for a second machine: their own CPUs and their own storage."""
+    with _primary_apart(b) as cpus, _another_disk() as disk, \
+            Standby(b.pg, base_dir=disk / "standby" if disk else None) as standby, \
+            Postgres(durable=True, base_dir=disk / "other" if disk else None) as other:
         wait_until(standby.caught_up, timeout=600, what="the standby to replay the pgbench data")
         replicas = tuple(engine.replica_servers(b.admin, [(standby.host, standby.port)]))
         target = engine.Server(other.host, other.port, other.admin.user, other.admin.password)
@@ -260,4 +278,5 @@ def _replica_copies(b: Bench, src: str, seconds: int) -> dict[str, Any]:
         idle, idle_failed, _ = _pgbench_tps(b, src, seconds, cpus)
         result = _tps_during(b, src, seconds, copy, cpus)  # its drop of DST on the primary finds nothing
     return {**result, "failed": result["failed"] + idle_failed, "tps_idle": idle, "pinned": cpus is not None,
+            "standby_storage": "memory (/dev/shm)" if disk else "the primary's disk",
             "rows_from": "standby" if seen and seen[0] == f"{standby.host}:{standby.port}" else seen[:1]}

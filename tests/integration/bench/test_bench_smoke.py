@@ -11,7 +11,8 @@ from pathlib import Path
 from envbranch_testing.controlplane import REPO_ROOT
 
 TINY = {"BENCH_SCALES": "1", "BENCH_REPEAT": "1", "BENCH_BRANCHES": "2", "BENCH_ENVIRONMENTS": "3",
-        "BENCH_IDLE_SECONDS": "1", "BENCH_PGBENCH_SECONDS": "1", "BENCH_REFLINK": "0"}
+        "BENCH_IDLE_SECONDS": "1", "BENCH_PGBENCH_SECONDS": "1", "BENCH_REFLINK": "0",
+        "BENCH_SNAPSHOT_SCALES": "1"}
 P_KEYS = ("P1_large", "P1_small_overhead_s", "P2", "P3", "P4", "P5", "P5_terminated", "P5_gentle", "P5_gentle_cost",
           "P5_replica", "P6", "P7_rss_mb", "P7_writes", "P8", "P11")
 
@@ -37,6 +38,10 @@ def test_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
     assert results["P6"]["branches"] == 2 and results["P6"]["P6_concurrent_vs_one"] > 0
     assert results["P7"]["environments"] == 4 and results["P7"]["P7_peak_rss_mb"] > 0  # 3 + the adopting root
     assert results["P8"] == {"skipped": "BENCH_REFLINK=0"}
+    p9 = results["P9"]["1"]
+    assert p9["snapshot_strategy"] == "Dump" and p9["branch_strategy"] == "Template"  # production is busy
+    assert p9["first_branch_seconds"] > 0 and p9["seconds"] > 0
+    assert results["P10"]["stage"] == "Done" and results["P10"]["client_queries"] > 0
     assert results["P11"]["dump_masked"] > 0 and results["P11"]["P11_masked_vs_unmasked"] > 0
     for plot in ("bench-clone-times.png", "bench-ratios.png"):
         assert (tmp_path / plot).read_bytes().startswith(b"\x89PNG"), plot
