@@ -249,7 +249,7 @@ def _another_disk() -> Iterator[Path | None]:
     second machine's own disk. This machine has one disk, and the primary's commits (fsync on) would
     otherwise wait behind the copy's writes on it, which no standby on its own machine causes. None
     (the default place) when there is no /dev/shm."""
-    shm = Path("/dev/shm")
+    shm = Path("/dev/shm")  # noqa: S108 - only a private TemporaryDirectory is made in it
     if not shm.is_dir():
         yield None
         return
