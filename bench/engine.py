@@ -134,18 +134,67 @@ def _version(binary: str) -> str:
 
 
 # -- P5 ------------------------------------------------------------------------------------------------
-def _pgbench_tps(b: Bench, src: str, seconds: int, cpus: set[int] | None = None) -> tuple[float, int, str]:
-    """TPC-B by 2 clients on the source for `seconds` (on `cpus`, if given): (tps, failed or aborted,
-    output tail)."""
-    out = subprocess.run([str(b.pg.bin_dir / "pgbench"), "-n", "-c", "2", "-j", "2", "-T", str(seconds), src],
-                         env=b.env(superuser=False), capture_output=True, text=True, check=False,
-                         preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
-    text = out.stdout + out.stderr
-    tps = re.search(r"tps = ([\d.]+)", text)
-    failed = re.search(r"number of failed transactions: (\d+)", text)
-    aborted = len(re.findall(r"aborted", text))
-    return (float(tps.group(1)) if tps else 0.0, (int(failed.group(1)) if failed else 0) + aborted + (
-        1 if out.returncode else 0), text.strip().splitlines()[-1] if text.strip() else "")
+PROGRESS = re.compile(r"^progress: ([\d.]+) s, ([\d.]+) tps.*?(?:, (\d+) failed)?$")
+
+
+class _Load:
+    """TPC-B by 2 clients on `src` for as long as the block runs (pinned to `cpus`, if given), its TPS
+    read second by second (pgbench -P 1 with Unix timestamps). The idle baseline and every loaded stretch
+    are the same clients, measured over exactly their own window: a whole copy, its index builds too."""
+
+    def __init__(self, b: Bench, src: str, cpus: set[int] | None = None) -> None:
+        self.b, self.src, self.cpus = b, src, cpus
+        self.samples: list[tuple[float, float]] = []   # (end of the second, its TPS)
+        self.failed = 0                                 # failed transactions and error lines
+
+    def __enter__(self) -> _Load:
+        cpus = self.cpus
+        self.proc = subprocess.Popen(
+            [str(self.b.pg.bin_dir / "pgbench"), "-n", "-c", "2", "-j", "2", "-T", "36000", "-P", "1",
+             "--progress-timestamp", self.src], env=self.b.env(superuser=False), stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True, preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+        self.reader = threading.Thread(target=self._read, daemon=True, name="bench-pgbench")
+        self.reader.start()
+        wait_until(lambda: len(self.samples) >= 2, timeout=60, what="pgbench's first progress reports")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+        self.reader.join(timeout=10)
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if m := PROGRESS.match(line.strip()):
+                self.samples.append((float(m.group(1)), float(m.group(2))))
+                self.failed += int(m.group(3) or 0)
+            elif line.strip():
+                self.failed += 1  # "client N aborted …", errors
+
+    def tps(self, start: float, end: float) -> float:
+        """The TPS over [start, end] (Unix time): each reported second weighted by how much of it lies inside."""
+        wait_until(lambda: self.samples[-1][0] >= end, timeout=30, what="pgbench's report of the window's end")
+        weights = [(max(0.0, min(at, end) - max(at - 1, start)), tps) for at, tps in self.samples]
+        total = sum(w for w, _ in weights)
+        return round(sum(w * tps for w, tps in weights) / total, 1) if total else 0.0
+
+    def idle(self, seconds: float) -> float:
+        start = time.time()
+        time.sleep(seconds)  # the measurement window itself, not a wait for something
+        return self.tps(start, time.time())
+
+    def during(self, copy: Callable[[], object], seconds: float) -> dict[str, Any]:
+        """Copies back to back for at least `seconds` (and at least one, whole): TPS over exactly that time."""
+        times: list[float] = []
+        start = time.time()
+        while time.time() < start + seconds or not times:
+            began = time.perf_counter()
+            copy()
+            times.append(time.perf_counter() - began)
+            self.b.drop(DST)
+        return {"tps": self.tps(start, time.time()), "copies": len(times),
+                "copy_seconds": round(statistics.median(times), 3)}
 
 
 def _sessions_killed(b: Bench, src: str) -> int:
@@ -153,26 +202,6 @@ def _sessions_killed(b: Bench, src: str) -> int:
         conn.execute("SELECT pg_stat_clear_snapshot()")
         row = conn.execute("SELECT sessions_killed FROM pg_stat_database WHERE datname = %s", (src,)).fetchone()
     return int(row[0]) if row and row[0] is not None else 0  # type: ignore[call-overload]
-
-
-def _tps_during(b: Bench, src: str, seconds: int, copy: Callable[[], object],
-                cpus: set[int] | None = None) -> dict[str, Any]:
-    """pgbench on the source for `seconds` while `copy` runs back to back: TPS, copies, their median time."""
-    busy: dict[str, Any] = {}
-    bench_thread = threading.Thread(target=lambda: busy.update(zip(("tps", "failed", "tail"),
-                                                                   _pgbench_tps(b, src, seconds, cpus),
-                                                                   strict=True)))
-    times: list[float] = []
-    bench_thread.start()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline or not times:
-        start = time.perf_counter()
-        copy()
-        times.append(time.perf_counter() - start)
-        b.drop(DST)
-    bench_thread.join()
-    return {"tps": busy["tps"], "failed": busy["failed"], "copies": len(times),
-            "copy_seconds": round(statistics.median(times), 3)}
 
 
 def _dump(b: Bench, src: str, options: engine.DumpOptions = engine.DumpOptions(),
@@ -186,22 +215,22 @@ def online_clone(b: Bench, src: str, dump_seconds: float) -> dict[str, Any]:
     same side by side for a gentle Dump (a byte-rate cap and fewer streams) and for a Dump that reads a
     streaming standby of the source and writes to another server (the primary does no copy work)."""
     seconds = max(int(os.environ.get("BENCH_PGBENCH_SECONDS", "10")), round(dump_seconds * 2))
-    _pgbench_tps(b, src, max(1, seconds // 4))  # warm-up: the first run would pay for a cold cache
-    idle_before, idle_failed, _ = _pgbench_tps(b, src, seconds)
     killed_before = _sessions_killed(b, src)
-    busy = _tps_during(b, src, seconds, _dump(b, src))
     gentle_options = engine.DumpOptions(streams=b.settings.gentle_streams, max_rate=parse_rate(b.settings.gentle_rate))
-    gentle = _tps_during(b, src, seconds, _dump(b, src, gentle_options))
+    with _Load(b, src) as load:
+        load.idle(max(1, seconds // 4))  # warm-up: the first seconds would pay for a cold cache
+        idle_before = load.idle(seconds)
+        busy = load.during(_dump(b, src), seconds)
+        gentle = load.during(_dump(b, src, gentle_options), seconds)
+        # Idle before and after the loaded runs: a durable server's TPS drifts (checkpoints, cache), the
+        # mean is the baseline every ratio shares.
+        idle_after = load.idle(seconds)
     replica = _replica_copies(b, src, seconds)
-    # Idle before and after the loaded runs: a durable server's TPS drifts (checkpoints, cache), the mean is
-    # the baseline every ratio shares.
-    idle_after, idle_failed_after, _ = _pgbench_tps(b, src, seconds)
     idle_tps = round((idle_before + idle_after) / 2, 1)
     return {
         "pgbench_seconds": seconds, "tps_idle": idle_tps, "tps_idle_before_after": [idle_before, idle_after],
         "tps_during_dump": busy["tps"], "dump_clones": busy["copies"],
-        "pgbench_failed_or_aborted": busy["failed"] + idle_failed + idle_failed_after + gentle["failed"]
-        + replica["failed"],
+        "pgbench_failed_or_aborted": load.failed + replica["failed"],
         "sessions_terminated": _sessions_killed(b, src) - killed_before,
         "P5_tps_ratio": ratio(busy["tps"], idle_tps),
         "gentle": {"max_rate": b.settings.gentle_rate, "streams": b.settings.gentle_streams,
@@ -275,8 +304,10 @@ def _replica_copies(b: Bench, src: str, seconds: int) -> dict[str, Any]:
                                                   replicas=replicas)).rows_from)
             engine.drop_database(target, DST)
 
-        idle, idle_failed, _ = _pgbench_tps(b, src, seconds, cpus)
-        result = _tps_during(b, src, seconds, copy, cpus)  # its drop of DST on the primary finds nothing
-    return {**result, "failed": result["failed"] + idle_failed, "tps_idle": idle, "pinned": cpus is not None,
+        with _Load(b, src, cpus) as load:
+            load.idle(max(1, seconds // 4))
+            idle = load.idle(seconds)
+            result = load.during(copy, seconds)  # its drop of DST on the primary finds nothing
+    return {**result, "failed": load.failed, "tps_idle": idle, "pinned": cpus is not None,
             "standby_storage": "memory (/dev/shm)" if disk else "the primary's disk",
             "rows_from": "standby" if seen and seen[0] == f"{standby.host}:{standby.port}" else seen[:1]}

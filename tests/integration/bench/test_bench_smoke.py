@@ -14,7 +14,7 @@ TINY = {"BENCH_SCALES": "1", "BENCH_REPEAT": "1", "BENCH_BRANCHES": "2", "BENCH_
         "BENCH_IDLE_SECONDS": "1", "BENCH_PGBENCH_SECONDS": "1", "BENCH_REFLINK": "0",
         "BENCH_SNAPSHOT_SCALES": "1"}
 P_KEYS = ("P1_large", "P1_small_overhead_s", "P2", "P3", "P4", "P5", "P5_terminated", "P5_gentle", "P5_gentle_cost",
-          "P5_replica", "P6", "P7_rss_mb", "P7_writes", "P8", "P11")
+          "P5_replica", "P6", "P7_rss_mb", "P7_writes", "P8", "P9", "P9_first", "P9_ratio", "P10", "P11")
 
 
 def test_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
