@@ -74,7 +74,9 @@ def test_the_server_status_names_a_dead_replica_until_it_is_removed(project: Pro
     assert status["replicasUsable"] == "1/2"
     table = controlplane.kubectl("get", "dbserver", "main", "-n", project.namespace).stdout
     assert "REPLICAS" in table.splitlines()[0] and " 1/2 " in table.splitlines()[1], table
-    assert ("ReplicaUnavailable", replicas_ready["message"]) in project.events("main", "DatabaseServer")
+    warnings = project.core.list_namespaced_event(
+        project.namespace, field_selector="involvedObject.kind=DatabaseServer,reason=ReplicaUnavailable").items
+    assert [(e.type, e.message) for e in warnings] == [("Warning", replicas_ready["message"])]
 
     _patch_server(project, {"replicas": [{"host": standby.host, "port": standby.port}]})
     status = _replicas_ready(project, "True")
