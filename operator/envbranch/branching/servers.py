@@ -11,7 +11,7 @@ from envbranch.api.common import Condition, now_rfc3339
 from envbranch.api.databaseserver import DatabaseServerSpec
 from envbranch.branching import connection, server_replicas
 from envbranch.branching.conditions import get_condition, is_true, set_condition
-from envbranch.branching.errors import Waiting
+from envbranch.branching.errors import BranchError, Waiting
 from envbranch.kube import events, resources
 from envbranch.kube.client import KubeClient
 
@@ -61,7 +61,7 @@ def _probe_replicas(ctx: OperatorContext, body: dict[str, Any], conds: list[Cond
     meta = body["metadata"]
     try:
         checks = connection.check_replicas(ctx, meta["namespace"], meta["name"], spec)
-    except engine.EngineError as exc:
+    except (engine.EngineError, BranchError) as exc:  # the primary (or its Secret) went since the probe
         log.warning("DatabaseServer %s/%s: replicas not checked: %s", meta["namespace"], meta["name"], exc.message)
         return conds, {}
     statuses = server_replicas.replica_statuses(checks)

@@ -138,3 +138,17 @@ def test_steady_lags_keeps_only_small_moves_of_the_same_replica() -> None:
               {"address": "c:1", "replayLagSeconds": 2}, {"address": "d:1", "replayLagSeconds": 3}]
     assert [r["replayLagSeconds"] for r in server_replicas.steady_lags(stored, wanted)] == [100, 5, 2, 3]
     assert server_replicas.steady_lags(None, wanted) == wanted
+
+
+def test_a_primary_lost_between_probe_and_check_keeps_the_last_replica_status(
+        world: World, probe: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
+    _list(world, STANDBY)
+    before = _probe(world)["replicas"]
+
+    def primary_gone(*_: Any) -> list[engine.ReplicaCheck]:
+        raise engine.TransientError("connection refused")
+
+    monkeypatch.setattr(connection, "check_replicas", primary_gone)
+    _list(world, STANDBY, DEAD)
+    status = _probe(world)
+    assert status["replicas"] == before and status["replicasUsable"] == "1/1"
