@@ -1,6 +1,6 @@
 """Gentle copies, copies read from a real streaming standby, and the storage budget, through the
 operator: the branch passes the schema and row checks, status says where its rows came from, and the
-primary's copy of the source is never opened."""
+primary's copy of the source is never opened. The DatabaseServer's status reports its replicas' health."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from envbranch.api.common import GROUP, VERSION
+from envbranch_testing.controlplane import ControlPlane
 from envbranch_testing.postgres import Postgres, Standby
-from envbranch_testing.processes import wait_until
+from envbranch_testing.processes import free_port, wait_until
 from envbranch_testing.rich_schema import RICH_SCHEMA, assert_same_copy
 from envbranch_testing.scenario import Project, assert_nothing_left
 
@@ -40,6 +41,52 @@ def rich_project(project: Project, standby: Standby) -> Iterator[tuple[Project, 
 def _patch_server(project: Project, spec: dict[str, Any]) -> None:
     project.custom.patch_namespaced_custom_object(GROUP, VERSION, project.namespace, "databaseservers", "main",
                                                   {"spec": spec})
+
+
+def _replicas_ready(project: Project, status: str) -> dict[str, Any]:
+    """The DatabaseServer's status once its ReplicasReady condition has `status`."""
+    def reached() -> dict[str, Any] | None:
+        server = project.server_status()
+        found = next((c for c in server.get("conditions") or [] if c["type"] == "ReplicasReady"), None)
+        return server if found is not None and found["status"] == status else None
+
+    return wait_until(reached, timeout=90, what=f"ReplicasReady={status} on DatabaseServer main")
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), None)
+
+
+def test_the_server_status_names_a_dead_replica_until_it_is_removed(project: Project, standby: Standby,
+                                                                     controlplane: ControlPlane) -> None:
+    live, dead = f"{standby.host}:{standby.port}", f"{standby.host}:{free_port()}"
+    _patch_server(project, {"replicas": [{"host": standby.host, "port": standby.port},
+                                         {"host": standby.host, "port": int(dead.rsplit(":", 1)[1])}]})
+    status = _replicas_ready(project, "False")
+    replicas_ready = _condition(status, "ReplicasReady")
+    assert replicas_ready is not None and replicas_ready["reason"] == "ReplicaUnavailable", replicas_ready
+    assert dead in replicas_ready["message"] and f"{live}:" not in replicas_ready["message"]
+    assert project.pg.admin.password not in replicas_ready["message"]
+    assert _condition(status, "Ready")["status"] == "True"  # type: ignore[index]  # the primary serves on
+    usable = {r["address"]: r for r in status["replicas"]}
+    assert usable[live]["usable"] and usable[live]["replayLagSeconds"] >= 0, usable
+    assert not usable[dead]["usable"] and usable[dead]["reason"] == "Unreachable", usable
+    assert status["replicasUsable"] == "1/2"
+    table = controlplane.kubectl("get", "dbserver", "main", "-n", project.namespace).stdout
+    assert "REPLICAS" in table.splitlines()[0] and " 1/2 " in table.splitlines()[1], table
+    warnings = project.core.list_namespaced_event(
+        project.namespace, field_selector="involvedObject.kind=DatabaseServer,reason=ReplicaUnavailable").items
+    assert [(e.type, e.message) for e in warnings] == [("Warning", replicas_ready["message"])]
+
+    _patch_server(project, {"replicas": [{"host": standby.host, "port": standby.port}]})
+    status = _replicas_ready(project, "True")
+    assert [r["address"] for r in status["replicas"]] == [live] and status["replicasUsable"] == "1/1"
+    assert "ReplicasUsable" in project.event_reasons("main", "DatabaseServer")
+
+    _patch_server(project, {"replicas": None})
+    wait_until(lambda: "replicas" not in project.server_status() and _condition(project.server_status(),
+                                                                                "ReplicasReady") is None,
+               timeout=90, what="the replica status to go with spec.replicas")
 
 
 def test_a_branch_read_from_the_standby_leaves_the_primary_alone(rich_project: tuple[Project, str],

@@ -39,6 +39,10 @@ CONDITION_CREDENTIALS_READY = "CredentialsReady"
 CONDITION_CONFIG_COPIED = "ConfigCopied"
 CONDITION_REFRESHED = "Refreshed"
 CONDITION_DATA_MASKED = "DataMasked"
+# DatabaseServer: every listed replica is a usable standby (absent when none is listed; Ready ignores it).
+CONDITION_REPLICAS_READY = "ReplicasReady"
+REASON_REPLICAS_USABLE = "ReplicasUsable"
+REASON_REPLICA_UNAVAILABLE = "ReplicaUnavailable"
 
 PHASE_PENDING = "Pending"
 PHASE_BRANCHING = "Branching"

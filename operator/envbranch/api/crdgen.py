@@ -104,7 +104,7 @@ def generate() -> dict[str, str]:
         "envbranch.io_databaseservers.yaml": crd(DatabaseServer, "databaseservers", ["dbserver"], [
             _col("Host", ".spec.host"), _col("Version", ".status.version"),
             _col("Ready", '.status.conditions[?(@.type=="Ready")].status'),
-            _col("Age", ".metadata.creationTimestamp", "date")]),
+            _col("Replicas", ".status.replicasUsable"), _col("Age", ".metadata.creationTimestamp", "date")]),
         "envbranch.io_maskingpolicies.yaml": crd(MaskingPolicy, "maskingpolicies", ["maskpol"], [
             _col("Unclassified", ".spec.unclassified"), _col("Key Secret", ".spec.keySecretRef.name"),
             _col("Age", ".metadata.creationTimestamp", "date")]),

@@ -102,6 +102,17 @@ class TlsStatus(Model):
     client_certificate: bool = Field(default=False, description="The admin session presented a client certificate.")
 
 
+class ReplicaStatus(Model):
+    address: str = Field(description="host:port of the listed replica.")
+    usable: bool = Field(description="A Dump could read from it now: it answers the admin role as a standby "
+                         "(pg_is_in_recovery()) of this server (same system identifier).")
+    reason: str = Field(description="Usable, Unreachable, Refused (login or pg_hba.conf), TLSFailed, NotACopy "
+                        "(another server's data) or NotAStandby (promoted, or the primary itself).")
+    message: str = Field(default="", description="What the check found; never a password.")
+    replay_lag_seconds: int | None = Field(default=None, ge=0, description="Seconds the standby's replay was "
+                                           "behind at the probe, in whole seconds; only when usable.")
+
+
 class DatabaseServerStatus(Model):
     observed_generation: int | None = None
     conditions: list[Condition] | None = Field(
@@ -112,6 +123,10 @@ class DatabaseServerStatus(Model):
     file_copy_clone: bool | None = Field(default=None, description="PostgreSQL 18 file_copy_method=clone works.")
     last_probe_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     tls: TlsStatus | None = Field(default=None, description="The admin session's transport, as last probed.")
+    replicas: list[ReplicaStatus] | None = Field(
+        default=None, description="Each spec.replicas entry as the last probe that reached the primary found it "
+        "(absent when none are listed). Condition ReplicasReady is False while any is unusable.")
+    replicas_usable: str | None = Field(default=None, description="Usable replicas of those listed, e.g. 1/2.")
 
 
 class DatabaseServer(Model):

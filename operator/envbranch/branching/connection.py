@@ -92,6 +92,19 @@ def _read_tls(kube: KubeClient, project: str, spec: DatabaseServerSpec) -> engin
     return engine.Tls(ca=values[TLS_CA_KEY], cert=cert or None, key=key or None)
 
 
+def listed_replicas(server: engine.Server, spec: DatabaseServerSpec) -> list[engine.Server]:
+    """spec.replicas as sessions: `server`'s admin role, sslMode and TLS material, their own addresses."""
+    return engine.replica_servers(server, [(r.host, r.port) for r in spec.replicas or []])
+
+
+def check_replicas(ctx: OperatorContext, project: str, server_name: str,
+                   spec: DatabaseServerSpec) -> list[engine.ReplicaCheck]:
+    """Each listed replica as a Dump would find it (the same check `pick_replica` makes). Raises the
+    primary's EngineError when its system identifier cannot be read."""
+    server = server_info(ctx, project, server_name)
+    return engine.check_replicas(server, listed_replicas(server, spec))
+
+
 def probe(ctx: OperatorContext, project: str, server_name: str) -> tuple[bool, str, str, dict[str, Any]]:
     """(ready, reason, message, status fields) for a DatabaseServer."""
     try:

@@ -40,7 +40,7 @@ def dump_options(source: engine.Server, spec: DatabaseServerSpec, limits: DumpLi
     return engine.DumpOptions(
         streams=wanted.streams or defaults.streams or engine.DumpOptions.streams,
         max_rate=parse_rate(rate) if rate else None,
-        replicas=tuple(engine.replica_servers(source, [(r.host, r.port) for r in spec.replicas or []])))
+        replicas=tuple(connection.listed_replicas(source, spec)))
 
 
 def require_storage(ctx: OperatorContext, project: str, *, server: str, source_server: str, source_database: str,

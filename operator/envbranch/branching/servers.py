@@ -1,19 +1,24 @@
-"""DatabaseServer reconcile: probe the server and report Ready, version and strategies."""
+"""DatabaseServer reconcile: probe the server and report Ready, version, strategies and its replicas' health."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
+from envbranch import postgres as engine
 from envbranch.api import common
 from envbranch.api.common import Condition, now_rfc3339
-from envbranch.branching import connection
-from envbranch.branching.conditions import is_true, set_condition
-from envbranch.branching.errors import Waiting
+from envbranch.api.databaseserver import DatabaseServerSpec
+from envbranch.branching import connection, server_replicas
+from envbranch.branching.conditions import get_condition, is_true, set_condition
+from envbranch.branching.errors import BranchError, Waiting
 from envbranch.kube import events, resources
 from envbranch.kube.client import KubeClient
 
 if TYPE_CHECKING:
     from envbranch.branching.context import OperatorContext
+
+log = logging.getLogger(__name__)
 
 # Held on a DatabaseServer's admin Secret (and its spec.tls Secret) while the server exists:
 # deleting a whole project namespace deletes Secrets at once, and the Environments' finalizers
@@ -30,15 +35,48 @@ def probe_server(ctx: OperatorContext, body: dict[str, Any]) -> bool:
     ok, reason, message, caps = connection.probe(ctx, meta["namespace"], meta["name"])
     had = [Condition.model_validate(c) for c in status.get("conditions") or []]
     conds = set_condition(had, common.CONDITION_READY, ok, reason, message, generation)
+    conds, replicas = _probe_replicas(ctx, body, conds, generation, primary_ready=ok)
     wanted: dict[str, Any] = {"conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in conds],
-                              "observedGeneration": generation, **{k: _as_stored(v) for k, v in caps.items()}}
+                              "observedGeneration": generation, **{k: _as_stored(v) for k, v in caps.items()},
+                              **replicas}
     changed = {k: v for k, v in wanted.items() if status.get(k) != v}
     if changed:
         changed["lastProbeTime"] = now_rfc3339()
         resources.patch_status(ctx.kube, resources.DATABASESERVERS, meta["namespace"], meta["name"], changed)
         if ok != is_true(had, common.CONDITION_READY) or "conditions" not in status:
             events.emit(ctx.kube, body, reason, message, warning=not ok)
+        _tell_replicas_change(ctx, body, had, conds)
     return ok
+
+
+def _probe_replicas(ctx: OperatorContext, body: dict[str, Any], conds: list[Condition], generation: int, *,
+                    primary_ready: bool) -> tuple[list[Condition], dict[str, Any]]:
+    """ReplicasReady and the replica status fields. The check compares each replica with the primary:
+    while the primary cannot be read, the last ones found stay."""
+    spec = DatabaseServerSpec.model_validate(body["spec"])
+    if not spec.replicas:
+        return server_replicas.without_replicas_condition(conds), server_replicas.NO_REPLICAS
+    if not primary_ready:
+        return conds, {}
+    meta = body["metadata"]
+    try:
+        checks = connection.check_replicas(ctx, meta["namespace"], meta["name"], spec)
+    except (engine.EngineError, BranchError) as exc:  # the primary (or its Secret) went since the probe
+        log.warning("DatabaseServer %s/%s: replicas not checked: %s", meta["namespace"], meta["name"], exc.message)
+        return conds, {}
+    statuses = server_replicas.replica_statuses(checks)
+    stored = (body.get("status") or {}).get("replicas")
+    return (server_replicas.replicas_condition(conds, statuses, generation),
+            server_replicas.replica_fields(statuses, stored))
+
+
+def _tell_replicas_change(ctx: OperatorContext, body: dict[str, Any], had: list[Condition],
+                          conds: list[Condition]) -> None:
+    """An Event when ReplicasReady appears or flips: a Warning when it turns False."""
+    old = get_condition(had, common.CONDITION_REPLICAS_READY)
+    new = get_condition(conds, common.CONDITION_REPLICAS_READY)
+    if new is not None and (old is None or old.status != new.status):
+        events.emit(ctx.kube, body, new.reason, new.message, warning=new.status != "True")
 
 
 def _as_stored(value: Any) -> Any:
