@@ -179,22 +179,41 @@ class _Load:
         total = sum(w for w, _ in weights)
         return round(sum(w * tps for w, tps in weights) / total, 1) if total else 0.0
 
-    def idle(self, seconds: float) -> float:
+    def _window(self, work: Callable[[], object]) -> tuple[float, float]:
+        """A checkpoint first, not counted (every window starts from the same clean state), then `work`, then
+        a checkpoint inside the window (what the work left dirty is written on its account)."""
+        self.b.checkpoint()
         start = time.time()
-        time.sleep(seconds)  # the measurement window itself, not a wait for something
-        return self.tps(start, time.time())
+        work()
+        self.b.checkpoint()
+        return start, time.time()
+
+    def idle(self, seconds: float) -> float:
+        # The sleep is the measurement window itself, not a wait for something.
+        return self.tps(*self._window(lambda: time.sleep(seconds)))
 
     def during(self, copy: Callable[[], object], seconds: float) -> dict[str, Any]:
         """Copies back to back for at least `seconds` (and at least one, whole): TPS over exactly that time."""
         times: list[float] = []
-        start = time.time()
-        while time.time() < start + seconds or not times:
-            began = time.perf_counter()
-            copy()
-            times.append(time.perf_counter() - began)
-            self.b.drop(DST)
-        return {"tps": self.tps(start, time.time()), "copies": len(times),
+
+        def copies() -> None:
+            start = time.time()
+            while time.time() < start + seconds or not times:
+                began = time.perf_counter()
+                copy()
+                times.append(time.perf_counter() - began)
+                self.b.drop(DST)
+
+        return {"tps": self.tps(*self._window(copies)), "copies": len(times),
                 "copy_seconds": round(statistics.median(times), 3)}
+
+
+def _against_idle(loaded: dict[str, Any], before: float, after: float) -> dict[str, Any]:
+    """A loaded window over the mean of the idle windows just before and after it: a durable server's TPS
+    drifts over minutes (checkpoints, bloat, cache), so a baseline taken long before would mislead."""
+    baseline = round((before + after) / 2, 1)
+    return {**loaded, "tps_idle": baseline, "tps_idle_before_after": [before, after],
+            "ratio": ratio(loaded["tps"], baseline)}
 
 
 def _sessions_killed(b: Bench, src: str) -> int:
@@ -219,29 +238,31 @@ def online_clone(b: Bench, src: str, dump_seconds: float) -> dict[str, Any]:
     gentle_options = engine.DumpOptions(streams=b.settings.gentle_streams, max_rate=parse_rate(b.settings.gentle_rate))
     with _Load(b, src) as load:
         load.idle(max(1, seconds // 4))  # warm-up: the first seconds would pay for a cold cache
-        idle_before = load.idle(seconds)
+        # idle, full-speed Dumps, idle, gentle Dump, idle: each loaded window against the two beside it
+        idle = [load.idle(seconds)]
         busy = load.during(_dump(b, src), seconds)
+        idle.append(load.idle(seconds))
         gentle = load.during(_dump(b, src, gentle_options), seconds)
-        # Idle before and after the loaded runs: a durable server's TPS drifts (checkpoints, cache), the
-        # mean is the baseline every ratio shares.
-        idle_after = load.idle(seconds)
+        idle.append(load.idle(seconds))
+    busy, gentle = _against_idle(busy, idle[0], idle[1]), _against_idle(gentle, idle[1], idle[2])
     replica = _replica_copies(b, src, seconds)
-    idle_tps = round((idle_before + idle_after) / 2, 1)
     return {
-        "pgbench_seconds": seconds, "tps_idle": idle_tps, "tps_idle_before_after": [idle_before, idle_after],
+        "pgbench_seconds": seconds, "tps_idle": busy["tps_idle"],
+        "tps_idle_before_after": busy["tps_idle_before_after"],
         "tps_during_dump": busy["tps"], "dump_clones": busy["copies"],
         "pgbench_failed_or_aborted": load.failed + replica["failed"],
         "sessions_terminated": _sessions_killed(b, src) - killed_before,
-        "P5_tps_ratio": ratio(busy["tps"], idle_tps),
+        "P5_tps_ratio": busy["ratio"],
         "gentle": {"max_rate": b.settings.gentle_rate, "streams": b.settings.gentle_streams,
+                   "tps_idle_before_after": gentle["tps_idle_before_after"],
                    "tps_during_dump": gentle["tps"], "dump_clones": gentle["copies"],
                    "dump_seconds": gentle["copy_seconds"], "full_speed_dump_seconds": busy["copy_seconds"],
-                   "P5_gentle_tps_ratio": ratio(gentle["tps"], idle_tps),
+                   "P5_gentle_tps_ratio": gentle["ratio"],
                    "copy_time_ratio": ratio(gentle["copy_seconds"], busy["copy_seconds"])},
-        "replica": {"tps_idle": replica["tps_idle"], "tps_during_dump": replica["tps"],
+        "replica": {"tps_idle_before_after": replica["tps_idle_before_after"], "tps_during_dump": replica["tps"],
                     "dump_clones": replica["copies"], "dump_seconds": replica["copy_seconds"],
                     "rows_from": replica["rows_from"], "primary_on_its_own_cpu": replica["pinned"],
-                    "P5_replica_tps_ratio": ratio(replica["tps"], replica["tps_idle"])},
+                    "standby_storage": replica["standby_storage"], "P5_replica_tps_ratio": replica["ratio"]},
     }
 
 
@@ -306,8 +327,9 @@ def _replica_copies(b: Bench, src: str, seconds: int) -> dict[str, Any]:
 
         with _Load(b, src, cpus) as load:
             load.idle(max(1, seconds // 4))
-            idle = load.idle(seconds)
+            before = load.idle(seconds)
             result = load.during(copy, seconds)  # its drop of DST on the primary finds nothing
-    return {**result, "failed": load.failed, "tps_idle": idle, "pinned": cpus is not None,
+            after = load.idle(seconds)
+    return {**_against_idle(result, before, after), "failed": load.failed, "pinned": cpus is not None,
             "standby_storage": "memory (/dev/shm)" if disk else "the primary's disk",
             "rows_from": "standby" if seen and seen[0] == f"{standby.host}:{standby.port}" else seen[:1]}
