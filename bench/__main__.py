@@ -19,7 +19,7 @@ bench/results.json, docs/bench-*.png and the README's Performance table.
 Settings (environment): BENCH_SCALES (pgbench -s, default "1,67": about 23 MB and 1 GB),
 BENCH_REPEAT (default 3, the median is kept), BENCH_BRANCHES (20), BENCH_ENVIRONMENTS (500),
 BENCH_IDLE_SECONDS (30), BENCH_PGBENCH_SECONDS (P5 minimum, 10), BENCH_GENTLE_RATE (P5 gentle's maxRate,
-4Mi), BENCH_GENTLE_STREAMS (1), BENCH_REFLINK (1), BENCH_SNAPSHOT_SCALES (P9 and P10, "34,340": about 0.5 GB
+16Mi), BENCH_GENTLE_STREAMS (1), BENCH_REFLINK (1), BENCH_SNAPSHOT_SCALES (P9 and P10, "34,340": about 0.5 GB
 and 5 GB), BENCH_OUT (results elsewhere; then no README or docs/
 change).
 

@@ -51,7 +51,7 @@ class Settings:
             environments=int(os.environ.get("BENCH_ENVIRONMENTS", "500")),
             idle_seconds=float(os.environ.get("BENCH_IDLE_SECONDS", "30")),
             reflink=os.environ.get("BENCH_REFLINK", "1") == "1",
-            gentle_rate=os.environ.get("BENCH_GENTLE_RATE", "4Mi"),
+            gentle_rate=os.environ.get("BENCH_GENTLE_RATE", "16Mi"),
             gentle_streams=int(os.environ.get("BENCH_GENTLE_STREAMS", "1")),
             # about 0.5 GB and 5 GB, as issue 16 asks for P9
             snapshot_scales=[int(s) for s in os.environ.get("BENCH_SNAPSHOT_SCALES", "34,340").split(",")],

@@ -43,6 +43,7 @@ from envbranch_testing.processes import wait_until
 
 CLIENT_PACE_S = 0.005   # how often the P10 client runs its query
 BRANCH_SERVER = "branches"
+P9_SAMPLES = 7
 # Sparse: production, its sealed snapshot (a Dump: a copy of its own) and WAL at 5 GB fit.
 IMAGE_BYTES = 32 * 1024**3
 
@@ -106,7 +107,9 @@ def _snapshot_branch(production: Bench, c: cluster.Cluster, scale: int, repeat: 
         c.project.apply_env(snapshot, {"source": root, "mode": "Full", "access": "Sealed",
                                        "database": {"serverRef": BRANCH_SERVER}})
         made = c.project.wait_phase(snapshot, "Active", timeout=3600)
-        samples = c.branch_samples(snapshot, "Auto", repeat)  # on the snapshot's server, its default
+        # on the snapshot's server, its default; at least P9_SAMPLES: a sample is half a second, its noise
+        # a tenth of one
+        samples = c.branch_samples(snapshot, "Auto", max(repeat, P9_SAMPLES))
     return {"scale": scale, "bytes": size, "snapshot_strategy": made["database"]["strategy"],
             "snapshot_seconds": made["database"]["seconds"], "branch_strategy": samples[-1][1]["strategy"],
             # the copy itself (status.database.seconds) beside the whole apply → Ready
