@@ -45,7 +45,7 @@ def probe_server(ctx: OperatorContext, body: dict[str, Any]) -> bool:
         resources.patch_status(ctx.kube, resources.DATABASESERVERS, meta["namespace"], meta["name"], changed)
         if ok != is_true(had, common.CONDITION_READY) or "conditions" not in status:
             events.emit(ctx.kube, body, reason, message, warning=not ok)
-        _tell_replicas_change(ctx, body, had, conds)
+        _tell_replicas_change(ctx, body, had, conds, status.get("replicas"), wanted.get("replicas"))
     return ok
 
 
@@ -70,12 +70,22 @@ def _probe_replicas(ctx: OperatorContext, body: dict[str, Any], conds: list[Cond
             server_replicas.replica_fields(statuses, stored))
 
 
-def _tell_replicas_change(ctx: OperatorContext, body: dict[str, Any], had: list[Condition],
-                          conds: list[Condition]) -> None:
-    """An Event when ReplicasReady appears or flips: a Warning when it turns False."""
+def _unusable(replicas: Any) -> set[str]:
+    return {str(r.get("address")) for r in replicas or [] if isinstance(r, dict) and not r.get("usable")}
+
+
+def _tell_replicas_change(ctx: OperatorContext, body: dict[str, Any], had: list[Condition], conds: list[Condition],
+                          stored: Any, found: Any) -> None:
+    """An Event when ReplicasReady appears or flips (a Warning when it turns False), and a Warning when,
+    while it stays False, the set of unusable replicas changes (`stored` and `found`: status.replicas
+    before and after; None when the replicas were not checked)."""
     old = get_condition(had, common.CONDITION_REPLICAS_READY)
     new = get_condition(conds, common.CONDITION_REPLICAS_READY)
-    if new is not None and (old is None or old.status != new.status):
+    if new is None:
+        return
+    flipped = old is None or old.status != new.status
+    others = new.status == "False" and found is not None and _unusable(stored) != _unusable(found)
+    if flipped or others:
         events.emit(ctx.kube, body, new.reason, new.message, warning=new.status != "True")
 
 

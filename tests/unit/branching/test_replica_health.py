@@ -97,6 +97,19 @@ def test_a_wobbling_lag_writes_no_status_and_a_moving_one_does(world: World, pro
     assert [reason for _, reason, _, _ in world.kube.events] == ["ReplicasUsable"]  # none per lag
 
 
+def test_another_unusable_replica_is_told_while_replicas_stay_unready(world: World, probe: Probe) -> None:
+    _list(world, STANDBY, DEAD)
+    _probe(world)
+    _probe(world)  # nothing changed: no second Event
+    other = "10.0.0.10:5432"
+    _list(world, STANDBY, DEAD, other)
+    status = _probe(world)
+    assert other in _condition(status, "ReplicasReady")["message"]  # type: ignore[index]
+    assert [(reason, warning) for _, reason, _, warning in world.kube.events] == [
+        ("ReplicaUnavailable", True), ("ReplicaUnavailable", True)]
+    assert status["replicasUsable"] == "1/3"
+
+
 def test_removing_the_dead_replica_makes_replicas_ready(world: World, probe: Probe) -> None:
     _list(world, STANDBY, DEAD)
     _probe(world)
