@@ -10,6 +10,8 @@ superuser or membership of `pg_checkpoint` (PostgreSQL 15+); without either, not
 
 from __future__ import annotations
 
+import psycopg
+
 from envbranch.postgres.server import Server
 
 # CASE, not AND: the role pg_checkpoint does not exist before 15, and AND may evaluate either side first.
@@ -18,16 +20,20 @@ _MAY_CHECKPOINT = ("SELECT r.rolsuper OR CASE WHEN pg_catalog.current_setting('s
                    "FROM pg_catalog.pg_roles r WHERE r.rolname = current_user")
 
 
-def may_checkpoint(server: Server) -> bool:
-    with server.connect() as conn:
-        row = conn.execute(_MAY_CHECKPOINT).fetchone()
+def _may_checkpoint(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    row = conn.execute(_MAY_CHECKPOINT).fetchone()
     return bool(row and row[0])
 
 
-def checkpoint_if_allowed(server: Server) -> bool:
-    """Run CHECKPOINT when the admin role may; whether it ran."""
-    if not may_checkpoint(server):
-        return False
+def may_checkpoint(server: Server) -> bool:
     with server.connect() as conn:
+        return _may_checkpoint(conn)
+
+
+def checkpoint_if_allowed(server: Server) -> bool:
+    """Run CHECKPOINT when the admin role may (one session asks and runs it); whether it ran."""
+    with server.connect() as conn:
+        if not _may_checkpoint(conn):
+            return False
         conn.execute("CHECKPOINT")
     return True
