@@ -170,7 +170,18 @@ class Project:
         """(reason, message) of the Events about `kind` `name`, oldest first."""
         items = self.core.list_namespaced_event(
             self.namespace, field_selector=f"involvedObject.name={name},involvedObject.kind={kind}").items
-        return [(e.reason, e.message) for e in sorted(items, key=lambda e: e.metadata.creation_timestamp)]
+        # etcd's revision orders creations exactly; creationTimestamp has whole seconds only.
+        return [(e.reason, e.message) for e in sorted(items, key=lambda e: int(e.metadata.resource_version))]
+
+    def wait_events(self, name: str, *reasons: str, kind: str = "Environment",
+                    timeout: float = 30.0) -> list[tuple[str, str]]:
+        """The Events about `kind` `name` once each of `reasons` is among them. The operator posts an
+        Event after the status change it reports, so a test that saw the status waits for the Event."""
+        def posted() -> list[tuple[str, str]] | None:
+            events = self.events(name, kind)
+            return events if set(reasons) <= {reason for reason, _ in events} else None
+
+        return wait_until(posted, timeout=timeout, what=f"Events {', '.join(reasons)} about {kind} {name}")
 
     def annotate(self, name: str, annotations: dict[str, str | None]) -> dict[str, Any]:
         """Set (or, with None, remove) annotations of Environment `name`; the object as stored."""

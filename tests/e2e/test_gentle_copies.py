@@ -74,6 +74,7 @@ def test_the_server_status_names_a_dead_replica_until_it_is_removed(project: Pro
     assert status["replicasUsable"] == "1/2"
     table = controlplane.kubectl("get", "dbserver", "main", "-n", project.namespace).stdout
     assert "REPLICAS" in table.splitlines()[0] and " 1/2 " in table.splitlines()[1], table
+    project.wait_events("main", "ReplicaUnavailable", kind="DatabaseServer")  # posted after the status
     warnings = project.core.list_namespaced_event(
         project.namespace, field_selector="involvedObject.kind=DatabaseServer,reason=ReplicaUnavailable").items
     assert [(e.type, e.message) for e in warnings] == [("Warning", replicas_ready["message"])]
@@ -81,7 +82,7 @@ def test_the_server_status_names_a_dead_replica_until_it_is_removed(project: Pro
     _patch_server(project, {"replicas": [{"host": standby.host, "port": standby.port}]})
     status = _replicas_ready(project, "True")
     assert [r["address"] for r in status["replicas"]] == [live] and status["replicasUsable"] == "1/1"
-    assert "ReplicasUsable" in project.event_reasons("main", "DatabaseServer")
+    project.wait_events("main", "ReplicasUsable", kind="DatabaseServer")
 
     _patch_server(project, {"replicas": None})
     wait_until(lambda: "replicas" not in project.server_status() and _condition(project.server_status(),

@@ -70,7 +70,7 @@ def test_a_failure_at_each_step_rolls_everything_back(shop: Project, step: str) 
     created = history.assert_recorded_before_created()
     assert created == [e for e in expected if e.kind in ("Namespace", "ConfigMap", "Secret")]
     history.assert_rolled_back_in_reverse()
-    assert {"StepFailed", "RolledBack"} <= set(shop.event_reasons(name))
+    shop.wait_events(name, "StepFailed", "RolledBack")
     assert_nothing_left(shop, name, shop.uid(name))
 
 

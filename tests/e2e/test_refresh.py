@@ -212,7 +212,7 @@ def test_a_refresh_whose_copy_fails_keeps_the_old_data_and_says_why(shop: Projec
     wait_until(lambda: _leftovers(shop, db) == [] and [e["name"] for e in shop.status("fragile")["inventory"]
                                                        if e["kind"] == "Database"] == [db],
                timeout=60, what="the partial copy to be dropped and forgotten")
-    assert "RefreshFailed" in shop.event_reasons("fragile")
+    shop.wait_events("fragile", "RefreshFailed")
     # Readable again, the next token refreshes.
     _add_customers(shop, 2)
     assert _refresh(shop, "fragile", "again")["refresh"]["stage"] == "Done"

@@ -22,16 +22,10 @@ def _settled(project: Project, name: str) -> dict[str, object] | None:
     return status if status.get("phase") == "Active" or (status.get("phase") == "Failed" and stalled) else None
 
 
-def _events(project: Project, name: str) -> list[tuple[str, str]]:
-    """(reason, message) of the Events about `name`, oldest first."""
-    items = project.core.list_namespaced_event(project.namespace, field_selector=f"involvedObject.name={name}").items
-    return [(e.reason, str(e.message)) for e in sorted(items, key=lambda e: e.metadata.creation_timestamp)]
-
-
 def _noticed(project: Project, name: str) -> str | None:
     """How the operator shows it met the stopped server, without giving up: a Retrying Event (a
     transient failure, run again with backoff), or Pending while its DatabaseServer is not Ready."""
-    retries = [m for r, m in _events(project, name) if r == "Retrying"]
+    retries = [m for r, m in project.events(name) if r == "Retrying"]
     if retries:
         return f"Retrying: {retries[0]}"
     ready = next((c for c in project.status(name).get("conditions") or [] if c["type"] == "Ready"), {})
@@ -64,10 +58,10 @@ def test_server_stopped_during_a_clone_recovers_or_rolls_back(side: Project, rec
                   f"({ready['reason']}: {ready['message']})")
     # The copy the stop broke was retried: a Retrying Event naming the lost connection came before
     # the branch was Active (or rolled back), and no step failed for good.
-    events = _events(side, name)
+    end = "Active" if status["phase"] == "Active" else "RolledBack"
+    events = side.wait_events(name, end)
     retried = [m for r, m in events if r == "Retrying"]
     assert retried and "step database" in retried[0] and "connection" in retried[0].lower(), events
-    end = "Active" if status["phase"] == "Active" else "RolledBack"
     assert [r for r, _ in events].index("Retrying") < [r for r, _ in events].index(end), events
     record.number("retries", len(retried))
     if status["phase"] == "Active":
@@ -107,4 +101,4 @@ def test_source_dropped_during_a_clone_fails_and_rolls_back(project: Project) ->
     assert "step database failed" in ready["message"], ready
     assert status.get("inventory") in (None, [])
     assert_nothing_left(project, name, uid)
-    assert "RolledBack" in project.event_reasons(name)
+    project.wait_events(name, "RolledBack")

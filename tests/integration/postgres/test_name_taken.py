@@ -53,7 +53,7 @@ def test_a_role_name_taken_by_someone_else_fails_the_branch_and_is_left_alone(sh
         assert shop.tagged(uid) == []
         with shop.pg.connect() as conn:
             assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is None
-        assert "RolledBack" in shop.event_reasons(name)
+        shop.wait_events(name, "RolledBack")
         # Deleting the failed branch (its finalizer) leaves the role alone too.
         shop.delete_env(name)
         shop.wait_gone(name, timeout=60)
