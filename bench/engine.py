@@ -231,8 +231,9 @@ def _dump(b: Bench, src: str, options: engine.DumpOptions = engine.DumpOptions()
 
 def online_clone(b: Bench, src: str, dump_seconds: float) -> dict[str, Any]:
     """P5: pgbench TPS on the source while Dump clones run back to back, over the idle baseline; and the
-    same side by side for a gentle Dump (a byte-rate cap and fewer streams) and for a Dump that reads a
-    streaming standby of the source and writes to another server (the primary does no copy work)."""
+    same side by side for a gentle Dump (a byte-rate cap and fewer streams) streamed into the source's
+    own server, for a spooled gentle Dump into a branch server, and for a Dump that reads a streaming
+    standby of the source and writes to another server (the primary does no copy work)."""
     seconds = max(int(os.environ.get("BENCH_PGBENCH_SECONDS", "10")), round(dump_seconds * 2))
     killed_before = _sessions_killed(b, src)
     gentle_options = engine.DumpOptions(streams=b.settings.gentle_streams, max_rate=parse_rate(b.settings.gentle_rate))
@@ -245,7 +246,7 @@ def online_clone(b: Bench, src: str, dump_seconds: float) -> dict[str, Any]:
         gentle = load.during(_dump(b, src, gentle_options), seconds)
         idle.append(load.idle(seconds))
     busy, gentle = _against_idle(busy, idle[0], idle[1]), _against_idle(gentle, idle[1], idle[2])
-    replica = _replica_copies(b, src, seconds)
+    replica, spooled = _second_machine_copies(b, src, seconds)
     return {
         "pgbench_seconds": seconds, "tps_idle": busy["tps_idle"],
         "tps_idle_before_after": busy["tps_idle_before_after"],
@@ -253,12 +254,19 @@ def online_clone(b: Bench, src: str, dump_seconds: float) -> dict[str, Any]:
         "pgbench_failed_or_aborted": load.failed + replica["failed"],
         "sessions_terminated": _sessions_killed(b, src) - killed_before,
         "P5_tps_ratio": busy["ratio"],
-        "gentle": {"max_rate": b.settings.gentle_rate, "streams": b.settings.gentle_streams,
-                   "tps_idle_before_after": gentle["tps_idle_before_after"],
-                   "tps_during_dump": gentle["tps"], "dump_clones": gentle["copies"],
-                   "dump_seconds": gentle["copy_seconds"], "full_speed_dump_seconds": busy["copy_seconds"],
-                   "P5_gentle_tps_ratio": gentle["ratio"],
-                   "copy_time_ratio": ratio(gentle["copy_seconds"], busy["copy_seconds"])},
+        "gentle": {"max_rate": b.settings.gentle_rate, "streams": b.settings.gentle_streams, "spooled": True,
+                   "branch_server": "another server (a second machine: its own CPU, data and spool in /dev/shm)",
+                   "tps_idle_before_after": spooled["tps_idle_before_after"],
+                   "tps_during_dump": spooled["tps"], "dump_clones": spooled["copies"],
+                   "dump_seconds": spooled["copy_seconds"], "snapshot_seconds": spooled["snapshot_seconds"],
+                   "tps_while_snapshot_held": spooled["tps_read"], "P5_gentle_read_tps_ratio": spooled["read_ratio"],
+                   "full_speed_dump_seconds": busy["copy_seconds"], "P5_gentle_tps_ratio": spooled["ratio"],
+                   "copy_time_ratio": ratio(spooled["copy_seconds"], busy["copy_seconds"])},
+        "gentle_same_server": {"max_rate": b.settings.gentle_rate, "streams": b.settings.gentle_streams,
+                               "spooled": False, "tps_idle_before_after": gentle["tps_idle_before_after"],
+                               "tps_during_dump": gentle["tps"], "dump_clones": gentle["copies"],
+                               "dump_seconds": gentle["copy_seconds"],
+                               "P5_gentle_same_server_tps_ratio": gentle["ratio"]},
         "replica": {"tps_idle_before_after": replica["tps_idle_before_after"], "tps_during_dump": replica["tps"],
                     "dump_clones": replica["copies"], "dump_seconds": replica["copy_seconds"],
                     "rows_from": replica["rows_from"], "primary_on_its_own_cpu": replica["pinned"],
@@ -307,29 +315,50 @@ def _another_disk() -> Iterator[Path | None]:
         yield Path(folder)
 
 
-def _replica_copies(b: Bench, src: str, seconds: int) -> dict[str, Any]:
-    """Dumps that read a hot standby of the bench server (pg_basebackup -R) into another server, while
-    pgbench runs on the primary; against the idle primary with the same standby and the same CPUs. The
-    standby and that server stand for a second machine: their own CPUs and their own storage."""
+def _second_machine_copies(b: Bench, src: str, seconds: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """While pgbench runs on the primary, against the idle primary with the same CPUs: Dumps that read a
+    hot standby of it (pg_basebackup -R) into another server; then spooled gentle Dumps that read the
+    primary at full speed into a spool and load that server at the cap. The standby, that server and the
+    spool stand for other machines: their own CPUs and their own storage."""
     with _primary_apart(b) as cpus, _another_disk() as disk, \
             Standby(b.pg, base_dir=disk / "standby" if disk else None) as standby, \
-            Postgres(durable=True, base_dir=disk / "other" if disk else None) as other:
+            Postgres(durable=True, base_dir=disk / "other" if disk else None) as other, \
+            tempfile.TemporaryDirectory(prefix="envbranch-spool-", dir=disk) as spool:
         wait_until(standby.caught_up, timeout=600, what="the standby to replay the pgbench data")
         replicas = tuple(engine.replica_servers(b.admin, [(standby.host, standby.port)]))
         target = engine.Server(other.host, other.port, other.admin.user, other.admin.password)
         seen: list[str | None] = []
+        reads: list[tuple[float, float]] = []  # (start, seconds the snapshot was held) of each spooled copy
 
-        def copy() -> None:
+        def from_standby() -> None:
             seen.append(engine.clone_database(b.admin, src, target, DST, mode="Full", strategy="Dump",
                                               uid=str(uuid.uuid4()), options=engine.DumpOptions(
                                                   replicas=replicas)).rows_from)
             engine.drop_database(target, DST)
 
+        def spooled() -> None:
+            start = time.time()
+            done = engine.clone_database(b.admin, src, target, DST, mode="Full", strategy="Dump",
+                                         uid=str(uuid.uuid4()), options=engine.DumpOptions(
+                                             streams=b.settings.gentle_streams,
+                                             max_rate=parse_rate(b.settings.gentle_rate), spool=spool))
+            if not done.spooled:
+                raise RuntimeError(f"the gentle copy was not spooled (no room in {spool}?)")
+            reads.append((start, done.snapshot_seconds or 0.0))
+            engine.drop_database(target, DST)
+
         with _Load(b, src, cpus) as load:
             load.idle(max(1, seconds // 4))
-            before = load.idle(seconds)
-            result = load.during(copy, seconds)  # its drop of DST on the primary finds nothing
-            after = load.idle(seconds)
-    return {**_against_idle(result, before, after), "failed": load.failed, "pinned": cpus is not None,
-            "standby_storage": "memory (/dev/shm)" if disk else "the primary's disk",
-            "rows_from": "standby" if seen and seen[0] == f"{standby.host}:{standby.port}" else seen[:1]}
+            idle = [load.idle(seconds)]
+            replica = load.during(from_standby, seconds)  # its drop of DST on the primary finds nothing
+            idle.append(load.idle(seconds))
+            gentle = load.during(spooled, seconds)
+            idle.append(load.idle(seconds))
+            read_start, held = reads[0]
+            tps_read = load.tps(read_start, read_start + held)
+    replica = {**_against_idle(replica, idle[0], idle[1]), "failed": load.failed, "pinned": cpus is not None,
+               "standby_storage": "memory (/dev/shm)" if disk else "the primary's disk",
+               "rows_from": "standby" if seen and seen[0] == f"{standby.host}:{standby.port}" else seen[:1]}
+    gentle = _against_idle(gentle, idle[1], idle[2])
+    return replica, {**gentle, "snapshot_seconds": round(statistics.median(h for _, h in reads), 3),
+                     "tps_read": tps_read, "read_ratio": ratio(tps_read, gentle["tps_idle"])}

@@ -31,6 +31,12 @@ class OperatorProcess:
     def __init__(self, kubeconfig: Path, log_path: Path, *, env: dict[str, str] | None = None,
                  args: tuple[str, ...] = ()) -> None:
         self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1", **(env or {})}
+        if "ENVBRANCH_SPOOL_DIR" not in self.env:  # as the chart's emptyDir: spooled copies have room
+            self.spool_dir = log_path.parent / f"{log_path.stem}-spool"
+            self.spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.env["ENVBRANCH_SPOOL_DIR"] = str(self.spool_dir)
+        else:
+            self.spool_dir = Path(self.env["ENVBRANCH_SPOOL_DIR"])
         self.args = args
         self.log_path = log_path
         self._choose_ports()

@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import psycopg
 from cryptography import x509
@@ -132,7 +133,7 @@ class Postgres:
         self.version = ""
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def __enter__(self) -> Postgres:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -28,11 +28,15 @@ def parse_args(argv: Sequence[str] | None = None) -> settings.OperatorSettings:
     p.add_argument("--stall-timeout", type=float, default=float(os.environ.get("ENVBRANCH_STALL_TIMEOUT", "300")),
                    help="seconds the handler executor may be saturated without progress before /healthz fails")
     p.add_argument("--json-logs", action="store_true", default=os.environ.get("ENVBRANCH_JSON_LOGS") == "1")
+    p.add_argument("--spool-dir", default=os.environ.get("ENVBRANCH_SPOOL_DIR") or None,
+                   help="directory for the rows of Dumps with spec.dump.spool (read fast, loaded at maxRate); "
+                   "unset: such Dumps stream at their maxRate")
     a = p.parse_args(argv)
     return settings.OperatorSettings(
         namespaces=tuple(a.namespace), standalone=not a.peering, peering_name=a.peering_name,
         liveness_endpoint=a.liveness, metrics_port=a.metrics_port, concurrency=a.concurrency,
-        copy_concurrency=a.copy_concurrency, stall_timeout=a.stall_timeout, json_logs=a.json_logs)
+        copy_concurrency=a.copy_concurrency, stall_timeout=a.stall_timeout, json_logs=a.json_logs,
+        spool_dir=a.spool_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

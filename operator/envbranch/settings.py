@@ -21,6 +21,9 @@ class OperatorSettings:
     copy_concurrency: int = 2                 # long copies (Full Dumps) run at once, in their own lane
     stall_timeout: float = 300                # /healthz fails when the executor is saturated this long
     json_logs: bool = False
+    # Where spooled gentle copies keep the rows between reading the source and loading the branch;
+    # None: no spool (those copies stream at their cap).
+    spool_dir: str | None = None
     # Timers, in seconds; tests shorten them through the environment.
     probe_interval: float = field(default_factory=lambda: _env_float("ENVBRANCH_PROBE_INTERVAL", 60))
     reaper_interval: float = field(default_factory=lambda: _env_float("ENVBRANCH_REAPER_INTERVAL", 300))

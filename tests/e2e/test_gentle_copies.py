@@ -11,6 +11,7 @@ import pytest
 
 from envbranch.api.common import GROUP, VERSION
 from envbranch_testing.controlplane import ControlPlane
+from envbranch_testing.operator import ExternalOperator, OperatorProcess
 from envbranch_testing.postgres import Postgres, Standby
 from envbranch_testing.processes import free_port, wait_until
 from envbranch_testing.rich_schema import RICH_SCHEMA, assert_same_copy
@@ -62,7 +63,15 @@ def test_the_server_status_names_a_dead_replica_until_it_is_removed(project: Pro
     live, dead = f"{standby.host}:{standby.port}", f"{standby.host}:{free_port()}"
     _patch_server(project, {"replicas": [{"host": standby.host, "port": standby.port},
                                          {"host": standby.host, "port": int(dead.rsplit(":", 1)[1])}]})
-    status = _replicas_ready(project, "False")
+    _replicas_ready(project, "False")
+    # A standby that has not replayed a transaction since it started cannot say its lag yet: the next
+    # probes do, once the primary's writes (this test's own) reach it.
+    def lag_known() -> dict[str, Any] | None:
+        server = project.server_status()
+        known = any(r["address"] == live and "replayLagSeconds" in r for r in server.get("replicas") or [])
+        return server if known else None
+
+    status = wait_until(lag_known, timeout=60, what=f"the replay lag of {live} in the status")
     replicas_ready = _condition(status, "ReplicasReady")
     assert replicas_ready is not None and replicas_ready["reason"] == "ReplicaUnavailable", replicas_ready
     assert dead in replicas_ready["message"] and f"{live}:" not in replicas_ready["message"]
@@ -107,9 +116,11 @@ def test_a_branch_read_from_the_standby_leaves_the_primary_alone(rich_project: t
                for reason, message in project.events("from-standby"))
 
 
-def test_a_gentle_branch_keeps_every_object_and_row(rich_project: tuple[Project, str]) -> None:
+@pytest.mark.parametrize("spool", [False, True], ids=["streamed", "spooled"])
+def test_a_gentle_branch_keeps_every_object_and_row(rich_project: tuple[Project, str],
+                                                    operator: OperatorProcess | ExternalOperator, spool: bool) -> None:
     project, src = rich_project
-    _patch_server(project, {"dump": {"maxRate": "2Mi", "streams": 3}})
+    _patch_server(project, {"dump": {"maxRate": "2Mi", "streams": 3, "spool": spool}})
     project.apply_env("gentle", {"source": "production", "mode": "Full",
                                  "database": {"strategy": "Dump", "dump": {"streams": 1}}})
     status = project.wait_phase("gentle", "Active", "Failed")
@@ -117,6 +128,13 @@ def test_a_gentle_branch_keeps_every_object_and_row(rich_project: tuple[Project,
     assert status["database"]["rowsFrom"] == f"{project.pg.host}:{project.pg.port}"
     assert status["database"].get("replicaLagSeconds") is None
     assert_same_copy(project.pg, src, status["database"]["name"])
+    database = status["database"]
+    assert database["spooled"] is spool, database
+    assert 0 < database["snapshotSeconds"] <= database["seconds"], database
+    assert any(r == "DatabaseCloned" and ("(spooled, then loaded at maxRate)" in m) is spool
+               for r, m in project.events("gentle")), project.events("gentle")
+    if isinstance(operator, OperatorProcess):  # the chart's Pod keeps its spool to itself
+        assert list(operator.spool_dir.iterdir()) == []
 
 
 def test_a_branch_over_the_storage_budget_fails_before_anything_is_copied(rich_project: tuple[Project, str]) -> None:

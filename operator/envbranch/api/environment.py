@@ -84,6 +84,11 @@ class DumpLimits(Model):
     streams: int | None = Field(default=None, ge=1, le=MAX_STREAMS,
                                 description="Tables (or block slices of a big one) copied at once, beside one "
                                 "session for the tables under 1 MB (default 2); 1 copies one table at a time.")
+    spool: bool | None = Field(default=None, description="With maxRate: read the source at full speed into "
+                               "the operator's spool directory (--spool-dir), so the copy's snapshot, which holds "
+                               "back the source's vacuum, lasts only for the read; then load the branch at maxRate "
+                               "(maxRate then caps the writes into the branch). Without a spool directory or room "
+                               "in it, the rows stream at maxRate. Default false.")
 
     @field_validator("max_rate")
     @classmethod
@@ -211,6 +216,10 @@ class DatabaseStatus(Model):
                                   "and rows from: a replica of the source's DatabaseServer, or its primary.")
     replica_lag_seconds: float | None = Field(default=None, description="How far the replica's replay was "
                                               "behind its primary when the copy's snapshot was taken.")
+    snapshot_seconds: float | None = Field(default=None, description="A Dump: how long its snapshot was held "
+                                           "on the server it read, holding back that server's vacuum.")
+    spooled: bool | None = Field(default=None, description="A Dump: true when the rows were read into the "
+                                 "operator's spool first and loaded into the branch at maxRate after.")
 
 
 class RefreshStatus(Model):

@@ -28,19 +28,24 @@ INSUFFICIENT_STORAGE = "InsufficientStorage"
 
 def _result(result: engine.CloneResult) -> dict[str, Any]:
     return {"strategy": result.strategy, "bytes": result.bytes, "seconds": result.seconds,
-            "rows_from": result.rows_from, "replica_lag_seconds": result.replica_lag_seconds}
+            "rows_from": result.rows_from, "replica_lag_seconds": result.replica_lag_seconds,
+            "snapshot_seconds": result.snapshot_seconds, "spooled": result.spooled}
 
 
-def dump_options(source: engine.Server, spec: DatabaseServerSpec, limits: DumpLimits | None) -> engine.DumpOptions:
+def dump_options(source: engine.Server, spec: DatabaseServerSpec, limits: DumpLimits | None,
+                 spool_dir: str | None = None) -> engine.DumpOptions:
     """The Environment's limits over its source server's defaults, field by field; the source server's
-    replicas (reached as its admin, with its TLS settings)."""
+    replicas (reached as its admin, with its TLS settings); the operator's spool directory when the
+    copy asks to be spooled."""
     defaults = spec.dump or DumpLimits()
     wanted = limits or DumpLimits()
     rate = wanted.max_rate or defaults.max_rate
+    spool = wanted.spool if wanted.spool is not None else defaults.spool
     return engine.DumpOptions(
         streams=wanted.streams or defaults.streams or engine.DumpOptions.streams,
         max_rate=parse_rate(rate) if rate else None,
-        replicas=tuple(connection.listed_replicas(source, spec)))
+        replicas=tuple(connection.listed_replicas(source, spec)),
+        spool=spool_dir if spool else None)
 
 
 def require_storage(ctx: OperatorContext, project: str, *, server: str, source_server: str, source_database: str,
@@ -77,7 +82,8 @@ def clone(ctx: OperatorContext, project: str, *, source_server: str, source_data
                                  f"{server} and is not this environment's")
             # Ours, from a run that stopped before recording it: start the copy again.
             engine.drop_database(target, database, uid)
-    options = dump_options(source, connection.server_spec(ctx.kube, project, source_server), limits)
+    options = dump_options(source, connection.server_spec(ctx.kube, project, source_server), limits,
+                           ctx.settings.spool_dir)
     try:
         result = engine.clone_database(source, source_database, target, database, mode=mode, strategy=strategy,
                                        uid=uid, progress=progress, owner=owner, dump=dump, options=options,

@@ -14,13 +14,18 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import queue
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Literal, cast
 
 import psycopg
@@ -44,6 +49,7 @@ from envbranch.postgres.throttle import CHUNK, ByteRate
 from envbranch.postgres.tools import find_client_tools
 
 Progress = Callable[[str, int], None]
+log = logging.getLogger(__name__)
 COPY_WORKERS = 2
 # Session settings of the branch-side writers. Nothing is waiting on a commit of a database that is
 # not in use yet; and sorting a big index in memory is faster than in runs on disk (measured: the
@@ -59,6 +65,15 @@ class CloneResult:
     seconds: float
     rows_from: str | None = None               # host:port the rows were read from
     replica_lag_seconds: float | None = None   # set when that was a replica
+    snapshot_seconds: float | None = None      # a Dump: how long its snapshot held back the source's vacuum
+    spooled: bool | None = None                # a Dump: read into the spool first, then loaded at the cap
+
+
+@dataclass(frozen=True)
+class _Dumped:
+    lag: float | None
+    snapshot_seconds: float
+    spooled: bool
 
 
 def _noop(step: str, percent: int) -> None:
@@ -90,6 +105,9 @@ class DumpOptions:
     streams: int = COPY_WORKERS
     max_rate: int | None = None           # bytes per second, every stream together; None: no cap
     replicas: tuple[Server, ...] = ()     # read from the first one that is a standby of the source
+    # With max_rate: a directory the rows are first read into, at full speed, so the source's snapshot
+    # (which holds back its vacuum) lasts only for the read; the branch is then loaded at max_rate.
+    spool: str | None = None
 
 
 def clone_database(source: Server, source_db: str, target: Server, target_db: str, *, mode: Mode,
@@ -116,7 +134,7 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
         raise PermanentError("strategy Template needs mode Full and the source on the same server; "
                              "use Dump or Auto")
     try:
-        chosen, read_from, lag = "Template", source, None
+        chosen, read_from, dumped = "Template", source, None
         if not (strategy in ("Auto", "Template") and mode == "Full" and source.same_server(target)
                 and _templated(target, source_db, target_db, template_strategy, uid, owner, strategy,
                                busy_source_waits)):
@@ -126,8 +144,8 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
             _require_dumpable(read_from, source_db)
             if not dump:
                 raise DumpNeeded()
-            lag = _dump_with_tls(read_from, source_db, target, target_db, mode, progress, uid, owner, options,
-                                 masking, secrets)
+            dumped = _dump_with_tls(read_from, source_db, target, target_db, mode, progress, uid, owner, options,
+                                    masking, secrets)
         with target.connect() as conn:
             tag_database(conn, target_db, uid, target.cluster)
             size = _size(conn, target_db)
@@ -142,7 +160,9 @@ def clone_database(source: Server, source_db: str, target: Server, target_db: st
         raise classify(exc, secrets) from None
     progress("database", 100)
     return CloneResult(chosen, size, round(time.monotonic() - start, 3), rows_from=address(read_from),
-                       replica_lag_seconds=lag)
+                       replica_lag_seconds=dumped.lag if dumped else None,
+                       snapshot_seconds=dumped.snapshot_seconds if dumped else None,
+                       spooled=dumped.spooled if dumped else None)
 
 
 def _templated(target: Server, source_db: str, target_db: str, method: str, uid: str, owner: str | None,
@@ -160,7 +180,7 @@ def _templated(target: Server, source_db: str, target_db: str, method: str, uid:
 
 def _dump_with_tls(source: Server, source_db: str, target: Server, target_db: str, mode: Mode, progress: Progress,
                    uid: str, owner: str | None, options: DumpOptions, masking: Masking | None,
-                   secrets: tuple[str, ...]) -> float | None:
+                   secrets: tuple[str, ...]) -> _Dumped:
     # pg_dump and psql read the TLS files at every connection: they stay for the whole copy.
     with source.tls_files() as src, target.tls_files() as dst:
         try:
@@ -264,6 +284,9 @@ class _SchemaSection:
     def _read(self) -> None:
         self.output = self.proc.communicate()
 
+    def wait(self) -> None:
+        self.reader.join()
+
     def restore_into(self, target: Server, target_db: str) -> None:
         self.reader.join()
         if self.proc.returncode != 0:
@@ -298,8 +321,9 @@ WHERE c.relkind = 'S' AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'informat
 
 
 def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: Mode, progress: Progress,
-          uid: str, owner: str | None, options: DumpOptions, masking: Masking | None = None) -> float | None:
-    """The online copy; the replay lag of `source` when it is a standby, at the snapshot."""
+          uid: str, owner: str | None, options: DumpOptions, masking: Masking | None = None) -> _Dumped:
+    """The online copy; the replay lag of `source` when it is a standby, at the snapshot. The snapshot
+    ends as soon as nothing more is read: before the index builds, and with a spool before the load."""
     with target.connect() as conn:
         # Tagged from the start: a crash in the middle of the copy leaves a database its Environment
         # (or, once that is gone, the reaper) recognises as its own and may drop.
@@ -314,12 +338,21 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
             load_key(snap_conn, masking)  # before the snapshot: COPY data, never in a log
         snap_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = str(snap_conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        taken = time.monotonic()
         lag = replay_lag(snap_conn) if options.replicas else None
         tools_major = max(snap_conn.info.server_version, _server_version(target)) // 10000
         progress("schema", 5)
         sections = [_SchemaSection(source, source_db, s, snapshot, tools_major) for s in ("pre-data", "post-data")]
+
+        def end_snapshot() -> float:
+            sections[1].wait()  # pg_dump has imported the snapshot and read the post-data
+            snap_conn.rollback()  # the source's vacuum goes on from here
+            return round(time.monotonic() - taken, 3)
+
+        spool: str | None = None
         try:
             sections[0].restore_into(branch, target_db)
+            held = 0.0
             if mode == "Full":
                 rows = snap_conn.execute(_TABLES).fetchall()
                 # A table whose columns are all generated has nothing to copy.
@@ -327,15 +360,31 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
                           for r in rows if r[4]]
                 stream = _TableStream(source, source_db, branch, target_db, snapshot, options,
                                       _masked_reads(snap_conn, masking))
-                _copy_tables(snap_conn, stream, _slices(tables, options.streams), progress)
-                _copy_sequences(snap_conn, branch, target_db)
-                _copy_large_objects(snap_conn, branch, target_db)
+                slices = _slices(tables, options.streams)
+                spool = _spool_for(options, slices)
+                if spool is None:
+                    _copy_tables(snap_conn, stream, slices, progress)
+                    _copy_sequences(snap_conn, branch, target_db)
+                    _copy_large_objects(snap_conn, branch, target_db)
+                    held = end_snapshot()
+                else:
+                    with tempfile.TemporaryDirectory(prefix="envbranch-spool-", dir=spool) as spooled:
+                        files = {id(item): Path(spooled) / f"{n}.copy" for n, item in enumerate(slices)}
+                        _in_streams(slices, options.streams, lambda item: stream.read_into(item, files[id(item)]),
+                                    progress, 10, 35)
+                        _copy_sequences(snap_conn, branch, target_db)
+                        _copy_large_objects(snap_conn, branch, target_db)
+                        held = end_snapshot()
+                        _in_streams(slices, options.streams, lambda item: stream.load_from(item, files[id(item)]),
+                                    progress, 50, 40)
+            else:
+                held = end_snapshot()
             progress("indexes", 90)
             sections[1].restore_into(branch, target_db)
         finally:
             for section in sections:
                 section.close()
-    return lag
+    return _Dumped(lag, held, spool is not None)
 
 
 def _masked_reads(snap_conn: psycopg.Connection[tuple[object, ...]], masking: Masking | None) -> TableReads | None:
@@ -384,17 +433,17 @@ def _slices(tables: list[_Table], streams: int = COPY_WORKERS) -> list[_Table]:
 class _Tally:
     """What the copy's streams share: bytes done (for progress) and the first error, which stops them all."""
 
-    def __init__(self, tables: list[_Table], progress: Progress) -> None:
+    def __init__(self, tables: list[_Table], progress: Progress, start: int = 10, span: int = 80) -> None:
         self.total = sum(t.size for t in tables) or 1
         self.done = 0
         self.errors: list[BaseException] = []
-        self.progress = progress
+        self.progress, self.start, self.span = progress, start, span
         self.lock = threading.Lock()
 
     def copied(self, item: _Table) -> None:
         with self.lock:
             self.done += item.size
-            self.progress("data", 10 + 80 * self.done // self.total)
+            self.progress("data", self.start + self.span * self.done // self.total)
 
 
 def _copy_tables(snap_conn: psycopg.Connection[tuple[object, ...]], stream: _TableStream, tables: list[_Table],
@@ -413,7 +462,7 @@ def _copy_tables(snap_conn: psycopg.Connection[tuple[object, ...]], stream: _Tab
     streams = stream.options.streams
     if streams == 1:
         _guarded(tally, lambda: _copy_small_tables(snap_conn, stream, small, tally))
-    threads = [threading.Thread(target=_work_off, args=(work, stream, tally), name=f"envbranch-copy-{i}",
+    threads = [threading.Thread(target=_work_off, args=(work, stream.copy, tally), name=f"envbranch-copy-{i}",
                                 daemon=True) for i in range(min(streams, work.qsize()))]
     for t in threads:
         t.start()
@@ -432,7 +481,45 @@ def _guarded(tally: _Tally, work: Callable[[], None]) -> None:
         tally.errors.append(exc)
 
 
-def _work_off(work: queue.Queue[_Table], stream: _TableStream, tally: _Tally) -> None:
+def _in_streams(tables: list[_Table], streams: int, do: Callable[[_Table], None], progress: Progress,
+                start: int, span: int) -> None:
+    """`do` for every table, `streams` at a time; the first error stops them all and is raised."""
+    tally = _Tally(tables, progress, start, span)
+    work: queue.Queue[_Table] = queue.Queue()
+    for table in tables:
+        work.put(table)
+    threads = [threading.Thread(target=_work_off, args=(work, do, tally), name=f"envbranch-copy-{i}", daemon=True)
+               for i in range(min(streams, work.qsize()))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if tally.errors:
+        raise tally.errors[0]
+
+
+def _spool_for(options: DumpOptions, tables: list[_Table]) -> str | None:
+    """The spool directory when this copy should use one: a rate cap, a spool, and room there for every
+    table's rows (a COPY is about the size of its table) with a tenth to spare; else None (streamed)."""
+    if options.spool is None or options.max_rate is None:
+        return None
+    needed = sum(t.size for t in tables) * 11 // 10
+    free = shutil.disk_usage(options.spool).free
+    if free < needed:
+        log.warning("spool %s has %d bytes free, the copy needs about %d: the rows stream at the cap instead",
+                    options.spool, free, needed)
+        return None
+    return options.spool
+
+
+@contextlib.contextmanager
+def _private_file(path: Path) -> Iterator[IO[bytes]]:
+    """A new file only this process's user may read: it holds the source's rows."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+        yield out
+
+
+def _work_off(work: queue.Queue[_Table], do: Callable[[_Table], None], tally: _Tally) -> None:
     """One copy stream: tables from the queue until it is empty or another stream failed."""
     def drain() -> None:
         while not tally.errors:
@@ -440,7 +527,7 @@ def _work_off(work: queue.Queue[_Table], stream: _TableStream, tally: _Tally) ->
                 item = work.get_nowait()
             except queue.Empty:
                 return
-            stream.copy(item)
+            do(item)
             tally.copied(item)
 
     _guarded(tally, drain)
@@ -518,7 +605,8 @@ class _TableStream:
         return ["-c", "BEGIN", "-c", truncate, "-c", _copy_in_statement(item, fmt, freeze=True).as_string(None),
                 "-c", "COMMIT"]
 
-    def copy(self, item: _Table) -> None:
+    def _reader(self, item: _Table, stdout: int | IO[bytes]) -> tuple[subprocess.Popen[bytes], sql.SQL]:
+        """The psql that COPYs `item` out on the snapshot into `stdout`, and the format it writes."""
         copy_out, fmt = _read_statement(item, self.reads)
         # A masked read first loads the key pads (psql's stdin), before it imports the snapshot.
         key = [a for s in key_table_statements() for a in ("-c", s)] if fmt is _TEXT else []
@@ -526,10 +614,30 @@ class _TableStream:
             [*self.base, *key, "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "-c", self.set_snapshot,
              "-c", copy_out.as_string(None), "-c", "COMMIT"],
             env=self.source_env, stdin=subprocess.PIPE if key else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert reader.stdout is not None
+            stdout=stdout, stderr=subprocess.PIPE)
         if key and self.reads is not None:
             _feed_key(reader, self.reads)
+        return reader, fmt
+
+    def read_into(self, item: _Table, path: Path) -> None:
+        """`item`'s rows into the spool file `path`, as fast as the source gives them."""
+        with _private_file(path) as out:
+            reader, _ = self._reader(item, out)
+            _, err = reader.communicate()
+        if reader.returncode != 0:
+            raise subprocess.CalledProcessError(reader.returncode, [self.psql], stderr=err)
+
+    def load_from(self, item: _Table, path: Path) -> None:
+        """The spool file `path` into the branch, at the rate cap; the file is removed once loaded."""
+        with path.open("rb") as rows:
+            rc, err = self._write(item, rows, _read_statement(item, self.reads)[1])
+        if rc != 0:
+            raise subprocess.CalledProcessError(rc, [self.psql], stderr=err)
+        path.unlink()
+
+    def copy(self, item: _Table) -> None:
+        reader, fmt = self._reader(item, subprocess.PIPE)
+        assert reader.stdout is not None
         try:
             writer_rc, writer_err = self._write(item, reader.stdout, fmt)
         finally:

@@ -13,8 +13,9 @@ from envbranch_testing.controlplane import REPO_ROOT
 TINY = {"BENCH_SCALES": "1", "BENCH_REPEAT": "1", "BENCH_BRANCHES": "2", "BENCH_ENVIRONMENTS": "3",
         "BENCH_IDLE_SECONDS": "1", "BENCH_PGBENCH_SECONDS": "1", "BENCH_REFLINK": "0",
         "BENCH_SNAPSHOT_SCALES": "1"}
-P_KEYS = ("P1_large", "P1_small_overhead_s", "P2", "P3", "P4", "P5", "P5_terminated", "P5_gentle", "P5_gentle_cost",
-          "P5_replica", "P6", "P7_rss_mb", "P7_writes", "P8", "P9", "P9_first", "P9_ratio", "P10", "P11")
+P_KEYS = ("P1_large", "P1_small_overhead_s", "P2", "P3", "P4", "P5", "P5_terminated", "P5_gentle", "P5_gentle_read",
+          "P5_gentle_cost", "P5_gentle_same_server", "P5_replica", "P6", "P7_rss_mb", "P7_writes", "P8", "P9",
+          "P9_first", "P9_ratio", "P10", "P11")
 
 
 def test_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
@@ -33,7 +34,10 @@ def test_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
     assert results["P1"]["1"]["template"]["strategy"] == "Template"
     assert results["P1"]["1"]["dump"]["strategy"] == "Dump"
     assert results["P5"]["sessions_terminated"] == 0 and results["P5"]["tps_idle"] > 0
-    assert results["P5"]["gentle"]["P5_gentle_tps_ratio"] > 0 and results["P5"]["gentle"]["dump_seconds"] > 0
+    gentle = results["P5"]["gentle"]
+    assert gentle["spooled"] and gentle["P5_gentle_tps_ratio"] > 0 and gentle["P5_gentle_read_tps_ratio"] > 0
+    assert 0 < gentle["snapshot_seconds"] < gentle["dump_seconds"]  # the snapshot ends before the load
+    assert results["P5"]["gentle_same_server"]["P5_gentle_same_server_tps_ratio"] > 0
     assert results["P5"]["replica"]["rows_from"] == "standby" and results["P5"]["replica"]["P5_replica_tps_ratio"] > 0
     assert results["P6"]["branches"] == 2 and results["P6"]["P6_concurrent_vs_one"] > 0
     assert results["P7"]["environments"] == 4 and results["P7"]["P7_peak_rss_mb"] > 0  # 3 + the adopting root

@@ -3,8 +3,11 @@ streaming standby (pg_basebackup -R) keep every object and row; the primary does
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -96,3 +99,64 @@ def test_a_replica_that_is_not_a_standby_or_not_reachable_is_never_used(
     assert refused.value.transient
     with pg.connect() as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = 'never_made'").fetchone() is None
+
+
+def _snapshot_holders(pg: Postgres, dbname: str) -> int:
+    """Client sessions on `dbname` (this one aside) whose snapshot holds back the server's vacuum."""
+    with pg.connect(dbname, role=pg.admin) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND backend_xmin IS NOT NULL "
+                           "AND backend_type = 'client backend' AND pid <> pg_backend_pid()", (dbname,)).fetchone()
+    return int(row[0]) if row else -1
+
+
+@pytest.mark.parametrize("streams", [1, 3])
+def test_a_spooled_copy_holds_the_snapshot_only_while_it_reads(
+        primary_and_standby: tuple[Postgres, Standby], streams: int, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pg, _ = primary_and_standby
+    monkeypatch.setattr(cloning, "SPLIT_BYTES", 1)  # the big tables in slices too, each a file of its own
+    seen: dict[str, object] = {}
+
+    def progress(step: str, percent: int) -> None:
+        # Read phase: 10-45 %. Load phase (from the spool, at the cap): 50-90 %.
+        if step == "data" and percent < 50 and "reading" not in seen:
+            seen["reading"] = _snapshot_holders(pg, "rich")
+        if step == "data" and percent >= 50 and "loading" not in seen:
+            seen["loading"] = _snapshot_holders(pg, "rich")
+            seen["files"] = sorted(f.stat().st_mode & 0o777 for f in tmp_path.rglob("*.copy"))
+
+    dst = f"spooled_{streams}"
+    result = engine.clone_database(admin_server(pg), "rich", admin_server(pg), dst, mode="Full", strategy="Dump",
+                                   uid=str(uuid.uuid4()), progress=progress,
+                                   options=engine.DumpOptions(streams=streams, max_rate=RATE, spool=str(tmp_path)))
+    try:
+        assert result.strategy == "Dump"
+        assert cast(int, seen["reading"]) >= 1, seen  # the exported snapshot, while the rows are read
+        assert seen["loading"] == 0, seen   # ended before the first load: vacuum goes on
+        files = cast(list[int], seen["files"])
+        assert files and set(files) == {0o600}, seen  # the rows on disk: the operator's user only
+        assert list(tmp_path.iterdir()) == []  # every spool file (and their directory) removed
+        assert_same_copy(pg, "rich", dst)
+    finally:
+        engine.drop_database(admin_server(pg), dst)
+
+
+def test_a_spool_without_room_streams_the_copy_at_the_cap(
+        primary_and_standby: tuple[Postgres, Standby], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pg, _ = primary_and_standby
+    monkeypatch.setattr(cloning.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 0))
+    seen: list[int] = []
+
+    def progress(step: str, percent: int) -> None:
+        if step == "data" and not seen:
+            seen.append(_snapshot_holders(pg, "rich"))
+
+    engine.clone_database(admin_server(pg), "rich", admin_server(pg), "unspooled", mode="Full", strategy="Dump",
+                          uid=str(uuid.uuid4()), progress=progress,
+                          options=engine.DumpOptions(streams=1, max_rate=RATE, spool=str(tmp_path)))
+    try:
+        assert list(tmp_path.iterdir()) == []  # nothing was written there
+        assert seen[0] >= 1  # streamed: the snapshot is held while the rows are written
+        assert_same_copy(pg, "rich", "unspooled")
+    finally:
+        engine.drop_database(admin_server(pg), "unspooled")

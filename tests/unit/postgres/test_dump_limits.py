@@ -3,6 +3,7 @@ the disk-full classification."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 
@@ -98,3 +99,16 @@ def test_disk_full_is_never_retried_whatever_else_the_tool_said() -> None:
     found = errors.classify(subprocess.CalledProcessError(3, ["/usr/bin/psql"], stderr=stderr), ("sekrit",))
     assert isinstance(found, errors.DiskFull) and not found.transient and found.sqlstate == "53100"
     assert "out of disk space" in found.message
+
+
+def test_a_spool_is_used_only_with_a_cap_and_room_for_the_rows(monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    tables = [cloning._Table("public", "big", 1000, ["id"]), cloning._Table("public", "small", 100, ["id"])]
+    free = {"bytes": 1210}
+    monkeypatch.setattr(cloning.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**6, 0, free["bytes"]))
+    assert cloning._spool_for(cloning.DumpOptions(max_rate=1 << 20, spool="/spool"), tables) == "/spool"
+    assert cloning._spool_for(cloning.DumpOptions(spool="/spool"), tables) is None  # no cap: streamed at once
+    assert cloning._spool_for(cloning.DumpOptions(max_rate=1 << 20), tables) is None
+    free["bytes"] = 1209  # a tenth over the tables' size is needed
+    assert cloning._spool_for(cloning.DumpOptions(max_rate=1 << 20, spool="/spool"), tables) is None
+    assert "the rows stream at the cap instead" in caplog.text

@@ -3,6 +3,8 @@ its owner role made first, tagged, so the database is born owned by it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from envbranch import metrics
 from envbranch import postgres as engine
 from envbranch.api import common
@@ -34,16 +36,26 @@ def make(run: Run, plan: Plan) -> None:
     else:
         result = clone.clone(run, plan)
     watch.raise_if_deleted(run)
-    replica = (f", read from replica {result['rows_from']} ({result['replica_lag_seconds']}s behind)"
-               if result.get("replica_lag_seconds") is not None else "")
     run.event("DatabaseCloned" if plan.parent else "DatabaseCreated",
               f"database {plan.database} on {plan.server_name}: {result['strategy']}, "
-              f"{result['bytes']} bytes in {result['seconds']}s{replica}")
+              f"{result['bytes']} bytes in {result['seconds']}s{how_read(result)}")
     metrics.BYTES_COPIED.labels(result["strategy"]).inc(result["bytes"])
     ready = (common.CONDITION_DATABASE_READY, True, "Cloned" if plan.parent else "Created",
              f"database {plan.database} ready ({result['strategy']})")
     run.write(database=DatabaseStatus(server=plan.server_name, name=plan.database, **result),
               conditions=run.conditions_with(ready, *report_masking(run, plan)), masking=masking_status(plan))
+
+
+def how_read(result: dict[str, Any]) -> str:
+    """How a Dump read its source, for the DatabaseCloned Event: where from, and how long it held its snapshot."""
+    said = ""
+    if result.get("replica_lag_seconds") is not None:
+        said += f", read from replica {result['rows_from']} ({result['replica_lag_seconds']}s behind)"
+    if result.get("snapshot_seconds") is not None:
+        said += f", snapshot held {result['snapshot_seconds']}s"
+    if result.get("spooled"):
+        said += " (spooled, then loaded at maxRate)"
+    return said
 
 
 def masking_status(plan: Plan) -> MaskingStatus | None:
