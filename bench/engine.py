@@ -341,7 +341,7 @@ def _second_machine_copies(b: Bench, src: str, seconds: int) -> tuple[dict[str, 
             done = engine.clone_database(b.admin, src, target, DST, mode="Full", strategy="Dump",
                                          uid=str(uuid.uuid4()), options=engine.DumpOptions(
                                              streams=b.settings.gentle_streams,
-                                             max_rate=parse_rate(b.settings.gentle_rate), spool=spool))
+                                             max_rate=parse_rate(b.settings.gentle_rate), spool=engine.Spool(spool)))
             if not done.spooled:
                 raise RuntimeError(f"the gentle copy was not spooled (no room in {spool}?)")
             reads.append((start, done.snapshot_seconds or 0.0))

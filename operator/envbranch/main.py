@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 
 from envbranch import settings
+from envbranch.api.environment import parse_rate
 
 
 def parse_args(argv: Sequence[str] | None = None) -> settings.OperatorSettings:
@@ -31,12 +32,15 @@ def parse_args(argv: Sequence[str] | None = None) -> settings.OperatorSettings:
     p.add_argument("--spool-dir", default=os.environ.get("ENVBRANCH_SPOOL_DIR") or None,
                    help="directory for the rows of Dumps with spec.dump.spool (read fast, loaded at maxRate); "
                    "unset: such Dumps stream at their maxRate")
+    p.add_argument("--spool-limit", default=os.environ.get("ENVBRANCH_SPOOL_LIMIT") or None,
+                   help="bytes the spool may hold, as a quantity (e.g. 20Gi: the chart's emptyDir sizeLimit); "
+                   "a copy that would pass it streams at its maxRate")
     a = p.parse_args(argv)
     return settings.OperatorSettings(
         namespaces=tuple(a.namespace), standalone=not a.peering, peering_name=a.peering_name,
         liveness_endpoint=a.liveness, metrics_port=a.metrics_port, concurrency=a.concurrency,
         copy_concurrency=a.copy_concurrency, stall_timeout=a.stall_timeout, json_logs=a.json_logs,
-        spool_dir=a.spool_dir)
+        spool_dir=a.spool_dir, spool_limit=parse_rate(a.spool_limit) if a.spool_limit else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

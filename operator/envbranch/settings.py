@@ -24,6 +24,7 @@ class OperatorSettings:
     # Where spooled gentle copies keep the rows between reading the source and loading the branch;
     # None: no spool (those copies stream at their cap).
     spool_dir: str | None = None
+    spool_limit: int | None = None            # bytes; None: the file system's free space only
     # Timers, in seconds; tests shorten them through the environment.
     probe_interval: float = field(default_factory=lambda: _env_float("ENVBRANCH_PROBE_INTERVAL", 60))
     reaper_interval: float = field(default_factory=lambda: _env_float("ENVBRANCH_REAPER_INTERVAL", 300))

@@ -27,6 +27,7 @@ class OperatorContext:
     servers: ServerCache = field(default_factory=ServerCache)        # admin connections, a few seconds
     reaper: ReaperState = field(default_factory=ReaperState)
     clone_support: engine.CloneSupport = field(default_factory=engine.CloneSupport)
+    spool: engine.Spool | None = None       # --spool-dir, shared by the spooled copies
     # The kube-system UID, which the tags written from here on name (identify_cluster, at start-up).
     cluster: str | None = None
 
@@ -34,7 +35,8 @@ class OperatorContext:
     def build(cls, settings: OperatorSettings, kube: KubeClient | None = None) -> OperatorContext:
         """The context of an operator run with `settings` (a new API client unless one is given)."""
         return cls(settings=settings, kube=kube or KubeClient(), copy_lane=CopyLane(settings.copy_concurrency),
-                   executor=TrackedExecutor(max(2, settings.concurrency)))
+                   executor=TrackedExecutor(max(2, settings.concurrency)),
+                   spool=engine.Spool(settings.spool_dir, settings.spool_limit) if settings.spool_dir else None)
 
     def identify_cluster(self) -> str | None:
         """Read this cluster's identity once, at start-up, before any server connection is made:

@@ -33,19 +33,19 @@ def _result(result: engine.CloneResult) -> dict[str, Any]:
 
 
 def dump_options(source: engine.Server, spec: DatabaseServerSpec, limits: DumpLimits | None,
-                 spool_dir: str | None = None) -> engine.DumpOptions:
+                 spool: engine.Spool | None = None) -> engine.DumpOptions:
     """The Environment's limits over its source server's defaults, field by field; the source server's
     replicas (reached as its admin, with its TLS settings); the operator's spool directory when the
     copy asks to be spooled."""
     defaults = spec.dump or DumpLimits()
     wanted = limits or DumpLimits()
     rate = wanted.max_rate or defaults.max_rate
-    spool = wanted.spool if wanted.spool is not None else defaults.spool
+    spooled = wanted.spool if wanted.spool is not None else defaults.spool
     return engine.DumpOptions(
         streams=wanted.streams or defaults.streams or engine.DumpOptions.streams,
         max_rate=parse_rate(rate) if rate else None,
         replicas=tuple(connection.listed_replicas(source, spec)),
-        spool=spool_dir if spool else None)
+        spool=spool if spooled else None)
 
 
 def require_storage(ctx: OperatorContext, project: str, *, server: str, source_server: str, source_database: str,
@@ -83,7 +83,7 @@ def clone(ctx: OperatorContext, project: str, *, source_server: str, source_data
             # Ours, from a run that stopped before recording it: start the copy again.
             engine.drop_database(target, database, uid)
     options = dump_options(source, connection.server_spec(ctx.kube, project, source_server), limits,
-                           ctx.settings.spool_dir)
+                           ctx.spool)
     try:
         result = engine.clone_database(source, source_database, target, database, mode=mode, strategy=strategy,
                                        uid=uid, progress=progress, owner=owner, dump=dump, options=options,

@@ -17,10 +17,8 @@ import contextlib
 import logging
 import os
 import queue
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +36,7 @@ from envbranch.postgres.masking import source_columns as masking_columns
 from envbranch.postgres.probe import clone_supported
 from envbranch.postgres.replicas import address, pick_replica, replay_lag
 from envbranch.postgres.server import Server
+from envbranch.postgres.spool import Spool
 from envbranch.postgres.tags import (
     create_tagged_database,
     database_exists,
@@ -105,9 +104,9 @@ class DumpOptions:
     streams: int = COPY_WORKERS
     max_rate: int | None = None           # bytes per second, every stream together; None: no cap
     replicas: tuple[Server, ...] = ()     # read from the first one that is a standby of the source
-    # With max_rate: a directory the rows are first read into, at full speed, so the source's snapshot
+    # With max_rate: the spool the rows are first read into, at full speed, so the source's snapshot
     # (which holds back its vacuum) lasts only for the read; the branch is then loaded at max_rate.
-    spool: str | None = None
+    spool: Spool | None = None
 
 
 def clone_database(source: Server, source_db: str, target: Server, target_db: str, *, mode: Mode,
@@ -361,15 +360,14 @@ def _dump(source: Server, source_db: str, target: Server, target_db: str, mode: 
                 stream = _TableStream(source, source_db, branch, target_db, snapshot, options,
                                       _masked_reads(snap_conn, masking))
                 slices = _slices(tables, options.streams)
-                spool = _spool_for(options, slices)
-                if spool is None:
-                    _copy_tables(snap_conn, stream, slices, progress)
-                    _copy_sequences(snap_conn, branch, target_db)
-                    _copy_large_objects(snap_conn, branch, target_db)
-                    held = end_snapshot()
-                else:
-                    with tempfile.TemporaryDirectory(prefix="envbranch-spool-", dir=spool) as spooled:
-                        files = {id(item): Path(spooled) / f"{n}.copy" for n, item in enumerate(slices)}
+                with _spool_for(options, slices) as spool:
+                    if spool is None:
+                        _copy_tables(snap_conn, stream, slices, progress)
+                        _copy_sequences(snap_conn, branch, target_db)
+                        _copy_large_objects(snap_conn, branch, target_db)
+                        held = end_snapshot()
+                    else:
+                        files = {id(item): Path(spool) / f"{n}.copy" for n, item in enumerate(slices)}
                         _in_streams(slices, options.streams, lambda item: stream.read_into(item, files[id(item)]),
                                     progress, 10, 35)
                         _copy_sequences(snap_conn, branch, target_db)
@@ -498,18 +496,13 @@ def _in_streams(tables: list[_Table], streams: int, do: Callable[[_Table], None]
         raise tally.errors[0]
 
 
-def _spool_for(options: DumpOptions, tables: list[_Table]) -> str | None:
-    """The spool directory when this copy should use one: a rate cap, a spool, and room there for every
-    table's rows (a COPY is about the size of its table) with a tenth to spare; else None (streamed)."""
+def _spool_for(options: DumpOptions, tables: list[_Table]) -> contextlib.AbstractContextManager[str | None]:
+    """This copy's spool directory, reserved, when it should use one: a rate cap, a spool, and room there
+    for every table's rows (a COPY is about the size of its table) with a tenth to spare; else None
+    (the rows stream at the cap)."""
     if options.spool is None or options.max_rate is None:
-        return None
-    needed = sum(t.size for t in tables) * 11 // 10
-    free = shutil.disk_usage(options.spool).free
-    if free < needed:
-        log.warning("spool %s has %d bytes free, the copy needs about %d: the rows stream at the cap instead",
-                    options.spool, free, needed)
-        return None
-    return options.spool
+        return contextlib.nullcontext(None)
+    return options.spool.reserved(sum(t.size for t in tables) * 11 // 10)
 
 
 @contextlib.contextmanager

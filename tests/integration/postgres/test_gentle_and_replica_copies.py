@@ -3,7 +3,6 @@ streaming standby (pg_basebackup -R) keep every object and row; the primary does
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,9 +127,11 @@ def test_a_spooled_copy_holds_the_snapshot_only_while_it_reads(
     dst = f"spooled_{streams}"
     result = engine.clone_database(admin_server(pg), "rich", admin_server(pg), dst, mode="Full", strategy="Dump",
                                    uid=str(uuid.uuid4()), progress=progress,
-                                   options=engine.DumpOptions(streams=streams, max_rate=RATE, spool=str(tmp_path)))
+                                   options=engine.DumpOptions(streams=streams, max_rate=RATE,
+                                                              spool=engine.Spool(str(tmp_path))))
     try:
-        assert result.strategy == "Dump"
+        assert result.strategy == "Dump" and result.spooled is True
+        assert result.snapshot_seconds is not None and result.snapshot_seconds < result.seconds
         assert cast(int, seen["reading"]) >= 1, seen  # the exported snapshot, while the rows are read
         assert seen["loading"] == 0, seen   # ended before the first load: vacuum goes on
         files = cast(list[int], seen["files"])
@@ -142,19 +143,21 @@ def test_a_spooled_copy_holds_the_snapshot_only_while_it_reads(
 
 
 def test_a_spool_without_room_streams_the_copy_at_the_cap(
-        primary_and_standby: tuple[Postgres, Standby], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        primary_and_standby: tuple[Postgres, Standby], tmp_path: Path) -> None:
     pg, _ = primary_and_standby
-    monkeypatch.setattr(cloning.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 0))
     seen: list[int] = []
 
     def progress(step: str, percent: int) -> None:
         if step == "data" and not seen:
             seen.append(_snapshot_holders(pg, "rich"))
 
-    engine.clone_database(admin_server(pg), "rich", admin_server(pg), "unspooled", mode="Full", strategy="Dump",
-                          uid=str(uuid.uuid4()), progress=progress,
-                          options=engine.DumpOptions(streams=1, max_rate=RATE, spool=str(tmp_path)))
+    # The spool's limit (an emptyDir's sizeLimit) is below the tables' size, its disk has room.
+    result = engine.clone_database(admin_server(pg), "rich", admin_server(pg), "unspooled", mode="Full",
+                                   strategy="Dump", uid=str(uuid.uuid4()), progress=progress,
+                                   options=engine.DumpOptions(streams=1, max_rate=RATE,
+                                                              spool=engine.Spool(str(tmp_path), limit=1024)))
     try:
+        assert result.spooled is False
         assert list(tmp_path.iterdir()) == []  # nothing was written there
         assert seen[0] >= 1  # streamed: the snapshot is held while the rows are written
         assert_same_copy(pg, "rich", "unspooled")

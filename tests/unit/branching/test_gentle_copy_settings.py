@@ -33,12 +33,12 @@ def test_environment_limits_override_the_server_defaults_field_by_field() -> Non
 
 
 def test_a_copy_is_spooled_only_when_asked_and_the_operator_has_a_spool() -> None:
-    spooled = _spec(dump={"maxRate": "8Mi", "spool": True})
-    assert database.dump_options(ADMIN, spooled, None, "/spool").spool == "/spool"
+    spooled, spool = _spec(dump={"maxRate": "8Mi", "spool": True}), engine.Spool("/spool")
+    assert database.dump_options(ADMIN, spooled, None, spool).spool is spool
     assert database.dump_options(ADMIN, spooled, None, None).spool is None  # no --spool-dir: streamed
-    assert database.dump_options(ADMIN, spooled, DumpLimits(spool=False), "/spool").spool is None
-    assert database.dump_options(ADMIN, _spec(), DumpLimits(spool=True), "/spool").spool == "/spool"
-    assert database.dump_options(ADMIN, _spec(), None, "/spool").spool is None
+    assert database.dump_options(ADMIN, spooled, DumpLimits(spool=False), spool).spool is None
+    assert database.dump_options(ADMIN, _spec(), DumpLimits(spool=True), spool).spool is spool
+    assert database.dump_options(ADMIN, _spec(), None, spool).spool is None
 
 
 def test_the_environment_dump_limits_reach_the_copy(world: World) -> None:

@@ -28,6 +28,18 @@ def test_a_context_is_built_from_its_settings_and_shares_nothing() -> None:
     assert one.cluster is None and two.cluster is None
 
 
+def test_the_spool_comes_from_the_command_line_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from envbranch.main import parse_args
+
+    monkeypatch.delenv("ENVBRANCH_SPOOL_DIR", raising=False)
+    assert OperatorContext.build(parse_args([])).spool is None  # no spool: spooled copies stream
+    spool = OperatorContext.build(parse_args(["--spool-dir=/var/spool/envbranch", "--spool-limit=20Gi"])).spool
+    assert spool is not None and (spool.directory, spool.limit) == ("/var/spool/envbranch", 20 * 1024**3)
+    monkeypatch.setenv("ENVBRANCH_SPOOL_DIR", "/spool")
+    spool = OperatorContext.build(parse_args([])).spool
+    assert spool is not None and (spool.directory, spool.limit) == ("/spool", None)
+
+
 def test_the_cluster_is_named_at_start_up_only_in_its_own_context(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(namespaces, "cluster_uid", lambda kube: "uid-of-kube-system")
     ctx, other = fake_context(), fake_context()

@@ -6,12 +6,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
+from pathlib import Path
 
 import pydantic
 import pytest
 
 from envbranch.api.environment import DumpLimits, parse_rate
-from envbranch.postgres import cloning, errors, throttle
+from envbranch.postgres import cloning, errors, spool, throttle
 
 
 class FakeClock:
@@ -101,14 +102,30 @@ def test_disk_full_is_never_retried_whatever_else_the_tool_said() -> None:
     assert "out of disk space" in found.message
 
 
-def test_a_spool_is_used_only_with_a_cap_and_room_for_the_rows(monkeypatch: pytest.MonkeyPatch,
+def test_a_spool_is_used_only_with_a_cap_and_room_for_the_rows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                                caplog: pytest.LogCaptureFixture) -> None:
     tables = [cloning._Table("public", "big", 1000, ["id"]), cloning._Table("public", "small", 100, ["id"])]
     free = {"bytes": 1210}
-    monkeypatch.setattr(cloning.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**6, 0, free["bytes"]))
-    assert cloning._spool_for(cloning.DumpOptions(max_rate=1 << 20, spool="/spool"), tables) == "/spool"
-    assert cloning._spool_for(cloning.DumpOptions(spool="/spool"), tables) is None  # no cap: streamed at once
-    assert cloning._spool_for(cloning.DumpOptions(max_rate=1 << 20), tables) is None
+    monkeypatch.setattr(spool.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**6, 0, free["bytes"]))
+    room = spool.Spool(str(tmp_path))
+    with cloning._spool_for(cloning.DumpOptions(max_rate=1 << 20, spool=room), tables) as held:
+        assert held is not None and Path(held).parent == tmp_path and Path(held).stat().st_mode & 0o777 == 0o700
+        assert room.reserved_bytes == 1210
+    assert room.reserved_bytes == 0 and list(tmp_path.iterdir()) == []
+    with cloning._spool_for(cloning.DumpOptions(spool=room), tables) as held:
+        assert held is None  # no cap: streamed at once
     free["bytes"] = 1209  # a tenth over the tables' size is needed
-    assert cloning._spool_for(cloning.DumpOptions(max_rate=1 << 20, spool="/spool"), tables) is None
-    assert "the rows stream at the cap instead" in caplog.text
+    with cloning._spool_for(cloning.DumpOptions(max_rate=1 << 20, spool=room), tables) as held:
+        assert held is None
+    assert "streams at its maxRate instead" in caplog.text
+
+
+def test_copies_share_the_spool_and_its_limit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(spool.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 0, 10**9))
+    room = spool.Spool(str(tmp_path), limit=1000)  # the emptyDir's sizeLimit, far below the disk's free space
+    with room.reserved(600) as first:
+        with room.reserved(600) as second:
+            assert first is not None and second is None  # the two together would pass the limit
+        with room.reserved(400) as third:
+            assert third is not None and third != first
+    assert room.reserved_bytes == 0
