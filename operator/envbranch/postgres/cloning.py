@@ -616,7 +616,9 @@ class _TableStream:
         """`item`'s rows into the spool file `path`, as fast as the source gives them."""
         with _private_file(path) as out:
             reader, _ = self._reader(item, out)
-            _, err = reader.communicate()
+            # Not communicate(): a masked read's stdin (the key) is already written and closed.
+            err = reader.stderr.read() if reader.stderr else b""
+            reader.wait()
         if reader.returncode != 0:
             raise subprocess.CalledProcessError(reader.returncode, [self.psql], stderr=err)
 

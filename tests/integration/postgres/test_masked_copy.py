@@ -10,6 +10,7 @@ import hmac
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from psycopg import sql
@@ -139,6 +140,37 @@ def test_the_same_value_masks_alike_in_every_table_and_every_copy(
     everything = "SELECT md5(string_agg(x::text, '|' ORDER BY x::text)) FROM {} x"
     for table in TABLES:
         assert _rows(pg, first, everything.format(table)) == _rows(pg, second, everything.format(table))
+
+
+def test_a_spooled_masked_copy_spools_and_loads_the_masked_rows(
+        masked: tuple[Postgres, list[str], list[str]], tmp_path: Path) -> None:
+    pg, (source, first, _), _ = masked
+    server, copy = admin_server(pg), f"{source}_spooled"
+    spec = MaskingPolicySpec.model_validate(policy_spec("unused"))
+    seen: list[list[str]] = []
+
+    def progress(step: str, percent: int) -> None:
+        if step == "data" and percent >= 50 and not seen:  # loading: the spool is written in full
+            seen.append(found_in_files(sorted(tmp_path.rglob("*.copy")), sample_values(ROWS)))
+
+    spooled = engine.DumpOptions(max_rate=256 * 1024**2, spool=engine.Spool(str(tmp_path)))
+    result = engine.clone_database(server, source, server, copy, mode="Full", strategy="Dump", uid=str(uuid.uuid4()),
+                                   masking=pg_masking.Masking("pii", KEY, resolved_masks(spec)), progress=progress,
+                                   options=spooled)
+    try:
+        assert result.spooled and seen == [[]]  # the spool held masked rows only
+        everything = "SELECT md5(string_agg(x::text, '|' ORDER BY x::text)) FROM {} x"
+        for table in TABLES:  # masked as the streamed copy was, value for value
+            assert _rows(pg, copy, everything.format(table)) == _rows(pg, first, everything.format(table)), table
+    finally:
+        engine.drop_database(server, copy)
+
+
+def found_in_files(files: list[Path], samples: list[str]) -> list[str]:
+    """The samples any of `files` holds (a non-empty search, or the check proves nothing)."""
+    assert files
+    data = b"".join(f.read_bytes() for f in files)
+    return [v for v in samples if v.encode() in data]
 
 
 def test_no_original_value_reaches_the_branch_rows_or_files(masked: tuple[Postgres, list[str], list[str]]) -> None:
