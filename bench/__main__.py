@@ -7,9 +7,11 @@ bench/results.json, docs/bench-*.png and the README's Performance table.
 - P3 the online Dump against `pg_dump | psql`, `pg_dump -Fd -j2` + `pg_restore -j2` and pgcopydb;
 - P4 System mode at the large scale over the small scale;
 - P5 pgbench TPS on the source during online clones over idle, and source sessions terminated; the
-  same during a gentle Dump (P5 gentle: maxRate, streams) and during a Dump that reads a streaming
-  standby (P5 replica: pgbench on the primary, the branch written to another server; the primary and
-  its pgbench pinned to one CPU, the standby, that server and the copy to the others, as on two machines);
+  same during a spooled gentle Dump into a branch server (P5 gentle: maxRate, streams; also while its
+  snapshot is held, and a gentle Dump streamed into the source's own server for comparison) and
+  during a Dump that reads a streaming standby (P5 replica: pgbench on the primary, the branch
+  written to another server; the primary and its pgbench pinned to one CPU, the standby, that
+  server, the spool and the copy to the others, as on two machines);
 - P6 concurrent branches over one branch; P7 operator peak RSS with many Environments and API
   writes while idle; P8 PostgreSQL 18's reflink clone on an XFS loop file system;
 - P9 apply → Ready of a Full branch of a sealed snapshot of a busy production, small and large; P10
