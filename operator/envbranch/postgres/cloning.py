@@ -453,23 +453,8 @@ def _copy_tables(snap_conn: psycopg.Connection[tuple[object, ...]], stream: _Tab
     per table would cost more than their rows."""
     tally = _Tally(tables, progress)
     small = [t for t in tables if t.blocks is None and t.size < SMALL_BYTES]
-    work: queue.Queue[_Table] = queue.Queue()
-    for table in tables:
-        if table not in small:
-            work.put(table)
-    streams = stream.options.streams
-    if streams == 1:
-        _guarded(tally, lambda: _copy_small_tables(snap_conn, stream, small, tally))
-    threads = [threading.Thread(target=_work_off, args=(work, stream.copy, tally), name=f"envbranch-copy-{i}",
-                                daemon=True) for i in range(min(streams, work.qsize()))]
-    for t in threads:
-        t.start()
-    if streams > 1:
-        _guarded(tally, lambda: _copy_small_tables(snap_conn, stream, small, tally))
-    for t in threads:
-        t.join()
-    if tally.errors:
-        raise tally.errors[0]
+    _run_streams([t for t in tables if t not in small], stream.options.streams, stream.copy, tally,
+                 beside=lambda: _copy_small_tables(snap_conn, stream, small, tally))
 
 
 def _guarded(tally: _Tally, work: Callable[[], None]) -> None:
@@ -481,15 +466,25 @@ def _guarded(tally: _Tally, work: Callable[[], None]) -> None:
 
 def _in_streams(tables: list[_Table], streams: int, do: Callable[[_Table], None], progress: Progress,
                 start: int, span: int) -> None:
-    """`do` for every table, `streams` at a time; the first error stops them all and is raised."""
-    tally = _Tally(tables, progress, start, span)
+    """`do` for every table, `streams` at a time, progress from `start` % over `span` %."""
+    _run_streams(tables, streams, do, _Tally(tables, progress, start, span))
+
+
+def _run_streams(tables: list[_Table], streams: int, do: Callable[[_Table], None], tally: _Tally,
+                 beside: Callable[[], None] | None = None) -> None:
+    """`do` for every table in `streams` threads, and `beside` in this one (before them, with one
+    stream); the first error stops them all and is raised."""
     work: queue.Queue[_Table] = queue.Queue()
     for table in tables:
         work.put(table)
+    if beside is not None and streams == 1:
+        _guarded(tally, beside)
     threads = [threading.Thread(target=_work_off, args=(work, do, tally), name=f"envbranch-copy-{i}", daemon=True)
                for i in range(min(streams, work.qsize()))]
     for t in threads:
         t.start()
+    if beside is not None and streams > 1:
+        _guarded(tally, beside)
     for t in threads:
         t.join()
     if tally.errors:
