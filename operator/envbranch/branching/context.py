@@ -4,6 +4,7 @@ steps. Nothing of it lives in a module global, so two contexts (two tests) never
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from envbranch import postgres as engine
@@ -28,6 +29,9 @@ class OperatorContext:
     reaper: ReaperState = field(default_factory=ReaperState)
     clone_support: engine.CloneSupport = field(default_factory=engine.CloneSupport)
     spool: engine.Spool | None = None       # --spool-dir, shared by the spooled copies
+    # One probe of a DatabaseServer at a time, by UID (the change handler and the timer both probe).
+    probe_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _probe_locks_guard: threading.Lock = field(default_factory=threading.Lock)
     # The kube-system UID, which the tags written from here on name (identify_cluster, at start-up).
     cluster: str | None = None
 
@@ -37,6 +41,10 @@ class OperatorContext:
         return cls(settings=settings, kube=kube or KubeClient(), copy_lane=CopyLane(settings.copy_concurrency),
                    executor=TrackedExecutor(max(2, settings.concurrency)),
                    spool=engine.Spool(settings.spool_dir, settings.spool_limit) if settings.spool_dir else None)
+
+    def probe_lock(self, uid: str) -> threading.Lock:
+        with self._probe_locks_guard:
+            return self.probe_locks.setdefault(uid, threading.Lock())
 
     def identify_cluster(self) -> str | None:
         """Read this cluster's identity once, at start-up, before any server connection is made:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING, Any
 
 from envbranch import postgres as engine
@@ -27,18 +26,12 @@ log = logging.getLogger(__name__)
 SECRET_FINALIZER = "envbranch.io/database-server"  # noqa: S105 - a finalizer name, not a secret
 
 
-_probing: dict[str, threading.Lock] = {}
-_probing_guard = threading.Lock()
-
-
 def probe_server(ctx: OperatorContext, body: dict[str, Any]) -> bool:
     """Probe and write status when something changed. True when the server is Ready. One probe of a
     server at a time, each against its stored status: the change handler and the timer can both hold
     the same old body, and would each announce the same flip."""
     meta = body["metadata"]
-    with _probing_guard:
-        lock = _probing.setdefault(str(meta["uid"]), threading.Lock())
-    with lock:
+    with ctx.probe_lock(str(meta["uid"])):
         current = resources.get(ctx.kube, resources.DATABASESERVERS, meta["namespace"], meta["name"])
         if current is None or current["metadata"].get("uid") != meta["uid"]:
             return False  # deleted (or replaced) since this event

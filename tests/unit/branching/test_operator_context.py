@@ -23,7 +23,9 @@ def test_a_context_is_built_from_its_settings_and_shares_nothing() -> None:
     two = OperatorContext.build(OperatorSettings())
     assert (one.executor.workers, one.copy_lane.slots) == (6, 3)
     assert (two.executor.workers, two.copy_lane.slots) == (8, 2)
-    for part in ("kube", "servers", "reaper", "clone_support", "copy_lane", "executor"):
+    assert one.probe_lock("uid-a") is one.probe_lock("uid-a") is not one.probe_lock("uid-b")
+    assert one.probe_lock("uid-a") is not two.probe_lock("uid-a")
+    for part in ("kube", "servers", "reaper", "clone_support", "copy_lane", "executor", "probe_locks"):
         assert getattr(one, part) is not getattr(two, part), part
     assert one.cluster is None and two.cluster is None
 
